@@ -1,0 +1,7 @@
+"""residual_lab: why residual connections let deep networks train."""
+
+from residual_lab.naming import register_resolvers
+
+__version__ = "0.1.0"
+
+register_resolvers()

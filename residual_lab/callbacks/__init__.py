@@ -1,0 +1,5 @@
+"""Lightning callbacks, one file each."""
+
+from residual_lab.callbacks.train_speed import TrainSpeed
+
+__all__ = ["TrainSpeed"]

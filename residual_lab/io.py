@@ -1,0 +1,35 @@
+"""Atomic file writes: a kill never leaves a half-written summary, report or cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> Path:
+    """Write via ``write(file)`` into a temp file beside ``path``, then rename over it.
+
+    ``os.replace`` is atomic on POSIX within one filesystem, so readers see either the
+    old file or the whole new one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | os.PathLike, data: dict) -> Path:
+    """Atomically write ``data`` as indented JSON."""
+    return atomic_write(path, lambda f: json.dump(data, f, indent=2, sort_keys=True, default=str))

@@ -1,0 +1,116 @@
+"""The classification task: loss, metrics and optimizers around an injected network."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
+
+
+class ImageClassifier(L.LightningModule):
+    """Cross-entropy image classification; the architecture is injected, never defined here.
+
+    Train loss and top-1 error are the mean over the last logging window (a ring buffer
+    of ``trainer.log_every_n_steps`` steps kept on the device), like the smoothed training
+    curves of He et al. 2015 fig. 6, and cost no host sync in the step. Errors are in
+    percent throughout (the paper's unit).
+
+    Args:
+        net: the network, e.g. :class:`residual_lab.models.CifarResNet`.
+        optimizer: partial optimizer, called with the parameters.
+        scheduler: partial schedule, called with the optimizer and ``total_steps``.
+        num_classes: classes, for the metrics.
+        channels_last: run the net in NHWC memory format (faster convs on CPU and GPU).
+        compile: wrap the net with ``torch.compile``.
+    """
+
+    def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Callable, *,
+                 num_classes: int, channels_last: bool = True, compile: bool = False) -> None:
+        super().__init__()
+        # Only plain values: checkpoints must load with weights_only=True (the partials live in
+        # the run's .hydra/config.yaml, which is what rebuilds a run).
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.net = net
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        if compile:
+            self.net.compile()  # in place: state_dict keys stay `net.*`
+        metrics = MetricCollection({
+            "accuracy": MulticlassAccuracy(num_classes, average="micro"),
+            "recall": MulticlassRecall(num_classes, average="macro"),
+            "f1": MulticlassF1Score(num_classes, average="macro"),
+        })
+        self.val_metrics, self.test_metrics = metrics.clone("val/"), metrics.clone("test/")
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.register_buffer("_window", torch.zeros(2, 1), persistent=False)  # loss, error rows
+        self._window_filled = 0
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self._window = torch.zeros(2, max(1, self.trainer.log_every_n_steps), device=self.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.contiguous(memory_format=self.memory_format))
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels)
+        error = (logits.argmax(1) != labels).float().mean() * 100
+        slot = self.global_step % self._window.shape[1]
+        self._window[:, slot] = torch.stack([loss.detach(), error.detach()])
+        self._window_filled = min(self._window_filled + 1, self._window.shape[1])
+        window = self._window[:, : self._window_filled].mean(1)
+        self.log("train/loss", window[0], on_step=True, on_epoch=False, batch_size=len(labels))
+        self.log("train/error", window[1], on_step=True, on_epoch=False, batch_size=len(labels))
+        self.last_loss = loss.detach()  # divergence checks read it at their interval
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # Stopping through should_stop (not only max_steps) makes Lightning validate and
+        # checkpoint the final weights even when the last step falls mid-epoch.
+        if 0 < self.trainer.max_steps <= self.global_step:
+            self.trainer.should_stop = True
+
+    def train_window(self) -> dict[str, float]:
+        """Mean train loss and error (%) over the last logging window (syncs: call rarely)."""
+        loss, error = self._window[:, : max(1, self._window_filled)].mean(1).tolist()
+        return {"train_loss": loss, "train_error": error}
+
+    def _eval_step(self, batch, metrics: MetricCollection, loss_metric: MeanMetric) -> None:
+        images, labels = batch
+        logits = self(images)
+        loss_metric.update(F.cross_entropy(logits, labels), len(labels))
+        metrics.update(logits, labels)
+
+    def _eval_epoch_end(self, prefix: str, metrics: MetricCollection, loss_metric: MeanMetric) -> None:
+        values = metrics.compute()
+        values[f"{prefix}/error"] = (1 - values[f"{prefix}/accuracy"]) * 100
+        values[f"{prefix}/loss"] = loss_metric.compute()
+        self.log_dict(values)
+        metrics.reset()
+        loss_metric.reset()
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics, self.val_loss)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val", self.val_metrics, self.val_loss)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_metrics, self.test_loss)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test", self.test_metrics, self.test_loss)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,141 @@
+"""Residual blocks. Plain and residual blocks are the same class: only ``shortcut`` differs.
+
+Every block exposes ``residual`` (the branch F(x), a named ``nn.Sequential``) and
+``shortcut`` (``None`` for a plain block), so diagnostics can hook F(x) and x alike.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from residual_lab.models.layers import NormFactory, conv1x1, conv3x3, conv_norm
+from residual_lab.models.shortcuts import make_shortcut
+
+
+class _Block(nn.Module):
+    """Shared logic: ``out = act(F(x) + shortcut(x))``; a plain block drops the sum."""
+
+    #: Output channels = planes * expansion.
+    expansion: int = 1
+    #: Weighted layers on the residual branch (depth = layers_per_block * 3n + 2).
+    layers_per_block: int = 2
+    #: Post-activation blocks apply ReLU after the addition; pre-activation blocks do not.
+    post_activation: bool = True
+
+    def __init__(self, shortcut: nn.Module | None, residual: nn.Sequential, act: nn.Module | None):
+        super().__init__()
+        self.residual = residual
+        self.shortcut = shortcut
+        self.act = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.residual(x) if self.shortcut is None else self.residual(x) + self.shortcut(x)
+        return out if self.act is None else self.act(out)
+
+    def zero_init_last(self) -> None:
+        """Zero the last scale of the residual branch so the block starts as identity.
+
+        Only for residual blocks (Goyal et al. 2017, "Accurate, Large Minibatch SGD",
+        sec. 5.1): in a plain block the same init multiplies the signal by zero and
+        kills the network, so plain blocks refuse it.
+        """
+        if self.shortcut is None:
+            raise RuntimeError("zero_init_last() on a plain block would zero the signal path")
+        last = [m for m in self.residual if isinstance(m, (nn.BatchNorm2d, nn.Conv2d))][-1]
+        nn.init.zeros_(last.weight)
+
+
+class BasicBlock(_Block):
+    """Two 3x3 convs, norm after each, ReLU after the addition (He et al. 2015 fig. 2)."""
+
+    def __init__(self, in_channels: int, planes: int, *, stride: int = 1, shortcut: str,
+                 norm: NormFactory, act: type[nn.Module] = nn.ReLU) -> None:
+        layers = [
+            *conv_norm(conv3x3(in_channels, planes, stride), norm, "1"),
+            ("relu1", act(inplace=True)),
+            *conv_norm(conv3x3(planes, planes), norm, "2"),
+        ]
+        super().__init__(make_shortcut(shortcut, in_channels, planes, stride, norm),
+                         nn.Sequential(OrderedDict(layers)), act(inplace=True))
+
+
+class BottleneckBlock(_Block):
+    """1x1-3x3-1x1 with 4x expansion (He et al. 2015 fig. 5; the 164-layer CIFAR nets)."""
+
+    expansion = 4
+    layers_per_block = 3
+
+    def __init__(self, in_channels: int, planes: int, *, stride: int = 1, shortcut: str,
+                 norm: NormFactory, act: type[nn.Module] = nn.ReLU) -> None:
+        out_channels = planes * self.expansion
+        layers = [
+            *conv_norm(conv1x1(in_channels, planes), norm, "1"),
+            ("relu1", act(inplace=True)),
+            *conv_norm(conv3x3(planes, planes, stride), norm, "2"),
+            ("relu2", act(inplace=True)),
+            *conv_norm(conv1x1(planes, out_channels), norm, "3"),
+        ]
+        super().__init__(make_shortcut(shortcut, in_channels, out_channels, stride, norm),
+                         nn.Sequential(OrderedDict(layers)), act(inplace=True))
+
+
+def _preact(norm: NormFactory, channels: int, act: type[nn.Module], i: str) -> list:
+    """Norm-ReLU that precedes a conv in a pre-activation block (norm omitted if None)."""
+    if norm is None:
+        # Not in-place: without a norm the ReLU would overwrite x, which the shortcut reads.
+        return [(f"relu{i}", act(inplace=False))]
+    return [(f"bn{i}", norm(channels)), (f"relu{i}", act(inplace=True))]
+
+
+class PreActBlock(_Block):
+    """Pre-activation basic block: BN-ReLU-conv twice, pure identity after the addition.
+
+    He et al. 2016, "Identity Mappings in Deep Residual Networks" (arXiv:1603.05027), fig. 4e.
+    """
+
+    post_activation = False
+
+    def __init__(self, in_channels: int, planes: int, *, stride: int = 1, shortcut: str,
+                 norm: NormFactory, act: type[nn.Module] = nn.ReLU) -> None:
+        layers = [
+            *_preact(norm, in_channels, act, "1"),
+            ("conv1", conv3x3(in_channels, planes, stride)),
+            *_preact(norm, planes, act, "2"),
+            ("conv2", conv3x3(planes, planes)),
+        ]
+        super().__init__(make_shortcut(shortcut, in_channels, planes, stride, norm),
+                         nn.Sequential(OrderedDict(layers)), None)
+
+
+class PreActBottleneckBlock(_Block):
+    """Pre-activation bottleneck (He et al. 2016; ResNet-164/1001 on CIFAR)."""
+
+    expansion = 4
+    layers_per_block = 3
+    post_activation = False
+
+    def __init__(self, in_channels: int, planes: int, *, stride: int = 1, shortcut: str,
+                 norm: NormFactory, act: type[nn.Module] = nn.ReLU) -> None:
+        out_channels = planes * self.expansion
+        layers = [
+            *_preact(norm, in_channels, act, "1"),
+            ("conv1", conv1x1(in_channels, planes)),
+            *_preact(norm, planes, act, "2"),
+            ("conv2", conv3x3(planes, planes, stride)),
+            *_preact(norm, planes, act, "3"),
+            ("conv3", conv1x1(planes, out_channels)),
+        ]
+        super().__init__(make_shortcut(shortcut, in_channels, out_channels, stride, norm),
+                         nn.Sequential(OrderedDict(layers)), None)
+
+
+#: The valid ``block`` values.
+BLOCKS: dict[str, type[_Block]] = {
+    "basic": BasicBlock,
+    "bottleneck": BottleneckBlock,
+    "preact": PreActBlock,
+    "preact_bottleneck": PreActBottleneckBlock,
+}

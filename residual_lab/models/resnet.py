@@ -1,0 +1,153 @@
+"""The CIFAR ResNet family of He et al. 2015 sec. 4.2, plain and residual alike."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from residual_lab.models.blocks import BLOCKS
+from residual_lab.models.layers import ACT_LAYERS, NormFactory, check_choice, conv3x3, resolve_norm
+from residual_lab.models.shortcuts import SHORTCUTS
+
+#: Strides of the three stages: 32x32, 16x16 and 8x8 feature maps.
+STAGE_STRIDES = (1, 2, 2)
+
+
+def blocks_per_stage(depth: int, block: str) -> int:
+    """Return n such that depth = 3 * layers_per_block * n + 2, or raise a ValueError.
+
+    The "+2" counts the stem conv and the classifier (He et al. 2015 sec. 4.2: 6n+2 for
+    basic blocks; 9n+2 for bottlenecks, He et al. 2016).
+    """
+    check_choice("block", block, BLOCKS)
+    per_stage = 3 * BLOCKS[block].layers_per_block
+    if depth < per_stage + 2 or (depth - 2) % per_stage:
+        below = max(per_stage + 2, (depth - 2) // per_stage * per_stage + 2)
+        above = max(per_stage + 2, below + per_stage if below < depth else below)
+        nearest = ", ".join(str(d) for d in sorted({below, above}))
+        raise ValueError(
+            f"depth {depth} is not {per_stage}n+2 for block={block}; nearest valid depths: {nearest}"
+        )
+    return (depth - 2) // per_stage
+
+
+class Stage(nn.Module):
+    """n blocks at one width; only the first may stride or change channels."""
+
+    def __init__(self, blocks: list[nn.Module]) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
+def make_stage(block_cls, in_channels: int, planes: int, n: int, stride: int, **block_kwargs) -> Stage:
+    """The one stage factory: the first block strides/projects, the rest keep the shape."""
+    blocks = []
+    for i in range(n):
+        blocks.append(block_cls(in_channels, planes, stride=stride if i == 0 else 1, **block_kwargs))
+        in_channels = planes * block_cls.expansion
+    return Stage(blocks)
+
+
+class CifarResNet(nn.Module):
+    """Plain or residual CIFAR network of any depth (He et al. 2015 sec. 4.2).
+
+    A plain and a residual net of equal depth have the same layers, built by the same
+    code; they differ only in each block's ``shortcut`` submodule.
+
+    Args:
+        depth: weighted layers, 6n+2 (basic/preact) or 9n+2 (bottleneck blocks).
+        shortcut: ``none`` (plain), ``identity`` (option A), ``projection`` (B),
+            ``full_projection`` (C).
+        block: ``basic``, ``bottleneck``, ``preact`` or ``preact_bottleneck``.
+        width: channels of the first stage (16 in the paper); stages use width, 2x, 4x.
+        norm: ``batch`` or ``none`` (no normalization anywhere).
+        num_classes: classifier outputs.
+        zero_init_residual: zero the last norm scale (or last conv without norm) of every
+            residual branch so each block starts as the identity (Goyal et al. 2017).
+    """
+
+    def __init__(
+        self,
+        *,
+        depth: int,
+        shortcut: str,
+        block: str = "basic",
+        width: int = 16,
+        norm: str = "batch",
+        num_classes: int = 10,
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        check_choice("shortcut", shortcut, SHORTCUTS)
+        norm_layer: NormFactory = resolve_norm(norm)
+        n = blocks_per_stage(depth, block)
+        if width < 1 or num_classes < 1:
+            raise ValueError(f"width ({width}) and num_classes ({num_classes}) must be >= 1")
+        block_cls = BLOCKS[block]
+        act = ACT_LAYERS["relu"]
+        self.depth, self.shortcut, self.block, self.norm = depth, shortcut, block, norm
+
+        # Pre-activation nets start with a bare conv: the first block normalizes it.
+        stem = [("conv", conv3x3(3, width))]
+        if block_cls.post_activation:
+            stem += [] if norm_layer is None else [("bn", norm_layer(width))]
+            stem += [("relu", act(inplace=True))]
+        self.stem = nn.Sequential(OrderedDict(stem))
+
+        stages, in_channels = [], width
+        for i, stride in enumerate(STAGE_STRIDES):
+            planes = width * 2**i
+            stages.append(make_stage(block_cls, in_channels, planes, n, stride,
+                                     shortcut=shortcut, norm=norm_layer, act=act))
+            in_channels = planes * block_cls.expansion
+        self.stages = nn.Sequential(*stages)
+
+        head = []
+        if not block_cls.post_activation:  # He et al. 2016: final BN-ReLU before pooling
+            head += [] if norm_layer is None else [("bn", norm_layer(in_channels))]
+            head += [("relu", act(inplace=True))]
+        head += [("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten()),
+                 ("fc", nn.Linear(in_channels, num_classes))]
+        self.head = nn.Sequential(OrderedDict(head))
+        self.num_features = in_channels
+
+        self.reset_parameters(zero_init_residual)
+
+    def reset_parameters(self, zero_init_residual: bool = False) -> None:
+        """Kaiming-normal convs and linear (He et al. 2015 sec. 3.4), BN weight 1, bias 0."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for _, blk in self.named_blocks():
+                if blk.shortcut is not None:
+                    blk.zero_init_last()
+
+    def named_blocks(self) -> Iterator[tuple[str, nn.Module]]:
+        """Blocks in network order, named ``stages.<i>.blocks.<j>`` (stable for logging)."""
+        for i, stage in enumerate(self.stages):
+            for j, blk in enumerate(stage.blocks):
+                yield f"stages.{i}.blocks.{j}", blk
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x))
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def extra_repr(self) -> str:
+        return f"depth={self.depth}, shortcut={self.shortcut}, block={self.block}, norm={self.norm}"

@@ -1,0 +1,32 @@
+"""summary.json: the one file per run that reports, sweeps and tests read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from residual_lab.io import write_json
+
+#: Statuses a run can end with.
+STATUSES = ("completed", "diverged", "failed", "interrupted")
+SUMMARY_FILE = "summary.json"
+
+
+def config_fields(cfg: DictConfig) -> dict[str, Any]:
+    """The identifying fields of a run, straight from its config."""
+    return {
+        "run_name": cfg.run_name, "depth": cfg.depth, "shortcut": cfg.shortcut, "block": cfg.block,
+        "width": cfg.width, "norm": cfg.norm, "seed": cfg.seed,
+        "data": cfg.data.source._target_.rsplit(".", 1)[-1], "batch_size": cfg.data.batch_size,
+        "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1], "lr": cfg.optimizer.lr,
+        "max_steps": cfg.trainer.max_steps, "precision": str(cfg.trainer.precision),
+    }
+
+
+def write_summary(output_dir: str | Path, fields: dict[str, Any]) -> Path:
+    """Atomically write ``summary.json``; ``status`` must be one of :data:`STATUSES`."""
+    if fields.get("status") not in STATUSES:
+        raise ValueError(f"status {fields.get('status')!r} is not one of {STATUSES}")
+    return write_json(Path(output_dir) / SUMMARY_FILE, fields)
