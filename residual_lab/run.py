@@ -19,7 +19,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from residual_lab.callbacks import TrainSpeed
+from residual_lab.callbacks import IntervalCallback, TrainSpeed
 from residual_lab.errors import UserFacingError
 from residual_lab.summary import config_fields, write_summary
 
@@ -81,6 +81,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "train_images_per_s": speed.images_per_s if speed else None,
         "status": "completed",
         "output_dir": str(output_dir),
+        "diagnostics": {c.summary_key: c.summary() for c in trainer.callbacks if isinstance(c, IntervalCallback)},
     }
     for lg in trainer.loggers:
         lg.log_hyperparams({k: summary[k] for k in ("depth", "shortcut", "block", "width", "norm", "seed",

@@ -1,0 +1,43 @@
+"""What every diagnostic callback shares: one interval, and a summary for summary.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+
+
+class IntervalCallback(L.Callback):
+    """A diagnostic that measures only every ``every_n_steps`` optimizer steps.
+
+    Between intervals a diagnostic must do no work at all (no hooks attached, no tensors
+    kept, no host sync), so leaving diagnostics on costs almost nothing.
+
+    Subclasses fill ``self.latest`` with per-layer values (plain Python floats, keyed by
+    layer name in network order); :func:`residual_lab.run.train` writes it to
+    ``summary.json`` under ``diagnostics.<summary_key>``.
+
+    Args:
+        every_n_steps: optimizer steps between measurements (``diagnostics.every_n_steps``).
+    """
+
+    summary_key: str = "diagnostic"
+
+    def __init__(self, every_n_steps: int = 50) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+        self.latest: dict[str, Any] = {}
+
+    def is_logging_step(self, trainer: L.Trainer) -> bool:
+        """True on the step whose update will make ``global_step`` a multiple of the interval.
+
+        Called before the optimizer step (``global_step`` not yet incremented), so
+        step k (1-based) measures when k % every_n_steps == 0, like Lightning's own
+        ``log_every_n_steps``.
+        """
+        return (trainer.global_step + 1) % self.every_n_steps == 0
+
+    def summary(self) -> dict[str, Any]:
+        """The latest measurement, for summary.json (empty if none was taken)."""
+        return dict(self.latest)

@@ -1,0 +1,33 @@
+"""Tests compose the real Hydra config and shrink it (CPU, synthetic data, few steps)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import residual_lab  # noqa: F401  (registers the run_name resolver)
+from residual_lab.run import CONFIG_DIR
+
+torch.set_num_threads(2)
+
+
+def compose_config(*overrides: str, output_dir: Path) -> DictConfig:
+    """The real config with ``overrides``, writing into ``output_dir``."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("config", overrides=[f"paths.output_dir={output_dir}", *overrides])
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """``make_cfg(*overrides)``: the smoke experiment (synthetic data, CPU, 40 steps) + overrides."""
+
+    def make(*overrides: str, output_dir: Path | None = None) -> DictConfig:
+        return compose_config("experiment=smoke", "trainer.enable_progress_bar=false", *overrides,
+                              output_dir=output_dir or tmp_path)
+
+    return make
