@@ -5,14 +5,15 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
+# The builds these machines carry on local disk; override for another machine or CUDA version.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: run test test-slow bench setup clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch/torchvision first, pinned to the builds these machines carry on local disk.
-	$(PY) -m pip install --quiet "torch>=2.14.1" "torchvision>=0.29.1"
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e ".[dev,sweep,notebook]"
 	touch $@
 
