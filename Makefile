@@ -12,7 +12,6 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e ".[dev,sweep,notebook]"
 	touch $@
