@@ -1,7 +1,9 @@
 """residual_lab: why residual connections let deep networks train."""
 
 from residual_lab.naming import register_resolvers
+from residual_lab.resolvers import register_schedule_resolvers
 
 __version__ = "0.1.0"
 
 register_resolvers()
+register_schedule_resolvers()
