@@ -1,0 +1,427 @@
+"""Training throughput: a typical hand-written CIFAR loop against residual_lab's own pipeline.
+
+    python -m residual_lab.bench depth=56 shortcut=identity data=imagefolder data.root=/tmp/cifar10-jpeg
+    python -m residual_lab.bench ... trainer.precision=bf16-mixed --peak-gflops 400
+
+Three variants, measured in one process and interleaved round by round (order rotated), so
+machine noise hits all of them alike:
+
+(a) ``reference``: what most CIFAR ResNet repositories do. torchvision's per-sample PIL
+    transforms (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize) in a
+    DataLoader with one worker per core, NCHW, fp32, SGD, same net and batch size.
+(b) ``full``: :func:`residual_lab.run.build`'s module, data module and default callbacks
+    (diagnostics included), in a Lightning fit, at the config's precision.
+(c) ``no_diagnostics``: (b) without the :class:`~residual_lab.callbacks.IntervalCallback`
+    diagnostics.
+
+Every window runs ``bench.warmup_steps`` untimed steps, then ``bench.steps`` timed ones
+(default: one diagnostic interval, so each window holds exactly one measuring step and the
+median carries the diagnostics' amortised cost). Each Lightning window is a fresh
+``trainer.fit`` of the same module (weights carry over) with validation off: throughput is
+training only, as :class:`~residual_lab.callbacks.TrainSpeed` measures it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import hydra
+import lightning as L
+import numpy as np
+import psutil
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from residual_lab.callbacks import IntervalCallback
+from residual_lab.io import write_json
+from residual_lab.run import CONFIG_DIR, build
+
+log = logging.getLogger(__name__)
+
+#: Dense peak throughput of known accelerators, GFLOP/s, from the vendors' data sheets
+#: (NVIDIA H100/H200 SXM: 989 TFLOP/s bf16 tensor core, 67 TFLOP/s fp32; H100 PCIe: 756 and
+#: 51; A100: 312 and 19.5). Matched on a substring of ``torch.cuda.get_device_name``, most
+#: specific first. CPUs vary too much by clock and SKU: pass ``--peak-gflops`` for them.
+KNOWN_PEAK_GFLOPS: dict[str, dict[str, float]] = {
+    "H100 PCIe": {"bf16": 756e3, "fp32": 51.2e3},
+    "H100": {"bf16": 989.4e3, "fp32": 66.9e3},
+    "H200": {"bf16": 989.4e3, "fp32": 66.9e3},
+    "A100": {"bf16": 312e3, "fp32": 19.5e3},
+}
+
+#: Training FLOPs per image = this x forward FLOPs: the backward pass costs about two forwards
+#: (gradients w.r.t. inputs and weights), the usual convention (Kaplan et al. 2020 sec. 2.1).
+TRAIN_FLOPS_PER_FORWARD = 3
+
+VARIANT_LABELS = {
+    "reference": "(a) reference: torchvision transforms + DataLoader, NCHW fp32",
+    "full": "(b) residual_lab: full pipeline, diagnostics on",
+    "no_diagnostics": "(c) residual_lab: diagnostics off",
+}
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for queued kernels, so a clock reading means what it says (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _memory_mb(device: torch.device) -> float:
+    """Peak allocated accelerator memory since the last reset, or the process RSS on CPU, MB."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _reset_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def forward_flops_per_image(net: nn.Module, image_shape: tuple[int, ...], device: torch.device) -> float:
+    """Forward FLOPs per image (a multiply-add counts 2), counted by ``FlopCounterMode``.
+
+    Counts convolutions and matmuls, which are all but a fraction of a percent of a ResNet's
+    arithmetic (BN, ReLU and additions are not counted). The net is used in eval mode on a
+    copy-free no-grad pass, so its BN statistics are untouched.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = net.training
+    net.eval()
+    x = torch.zeros(2, *image_shape, device=device)
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net(x)
+    finally:
+        net.train(was_training)
+    return counter.get_total_flops() / len(x)
+
+
+class StepClock(L.Callback):
+    """Times ``steps`` training steps after ``warmup`` untimed ones, then stops the fit.
+
+    Reads the clock at the end of steps ``warmup`` and ``warmup + steps`` (synchronising the
+    device only there), so the window covers whole steps: data, forward, backward, update and
+    every callback. Samples memory at every step end (a host-side read, no sync).
+    """
+
+    def __init__(self, warmup: int, steps: int) -> None:
+        self.warmup, self.steps = warmup, steps
+        self.done, self.start, self.seconds, self.memory_mb = 0, None, None, 0.0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        _reset_memory(pl_module.device)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.done += 1
+        if self.done > self.warmup:
+            self.memory_mb = max(self.memory_mb, _memory_mb(pl_module.device))
+        if self.done == self.warmup:
+            _sync(pl_module.device)
+            self.start = time.perf_counter()
+        elif self.done == self.warmup + self.steps:
+            _sync(pl_module.device)
+            self.seconds = time.perf_counter() - self.start
+            trainer.should_stop = True
+
+
+class LightningVariant:
+    """Variant (b) or (c): the objects ``residual_lab.run.build`` makes, one fit per window.
+
+    The module (hence weights and BN statistics) persists across windows; the trainer and its
+    callbacks are fresh each window, exactly as the entry point builds them.
+    """
+
+    def __init__(self, cfg: DictConfig, module: L.LightningModule, datamodule: L.LightningDataModule,
+                 *, diagnostics: bool) -> None:
+        self.cfg, self.module, self.datamodule, self.diagnostics = cfg, module, datamodule, diagnostics
+        self.callbacks: list[str] = []  # class names of the callbacks the last window ran with
+
+    def window(self, warmup: int, steps: int) -> tuple[float, float]:
+        """Run one window; return (seconds for ``steps`` steps, peak memory in MB)."""
+        _, _, trainer = build(self.cfg)
+        if not self.diagnostics:
+            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, IntervalCallback)]
+        self.callbacks = [type(c).__name__ for c in trainer.callbacks]
+        clock = StepClock(warmup, steps)
+        trainer.callbacks.append(clock)
+        trainer.fit(self.module, datamodule=self.datamodule)
+        if clock.seconds is None:
+            raise RuntimeError(f"the fit stopped after {clock.done} of {warmup + steps} steps "
+                               f"(trainer.max_steps={self.cfg.trainer.max_steps} too small?)")
+        return clock.seconds, clock.memory_mb
+
+
+class _PILDataset(torch.utils.data.Dataset):
+    """torchvision.datasets.CIFAR10's ``__getitem__``: HWC uint8 -> PIL image -> transform."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+class ReferenceLoop:
+    """Variant (a): the hand-written loop of a typical CIFAR ResNet repository.
+
+    Args:
+        net: a fresh copy of the same architecture, kept NCHW and fp32.
+        optimizer: partial optimizer from the config (SGD by default), called with the params.
+        images, labels: the training split, uint8 (N, 3, H, W) and int64, on the host.
+        mean, std: per-channel statistics in [0, 1] units (the same as the pipeline's).
+        batch_size: images per step.
+        workers: DataLoader worker processes.
+        device: where the net trains.
+    """
+
+    def __init__(self, net: nn.Module, optimizer: Callable, images: torch.Tensor, labels: torch.Tensor,
+                 mean: torch.Tensor, std: torch.Tensor, *, batch_size: int, workers: int,
+                 device: torch.device) -> None:
+        import torchvision.transforms as T
+
+        transform = T.Compose([
+            T.RandomCrop(images.shape[-1], padding=4),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(mean.tolist(), std.tolist()),
+        ])
+        dataset = _PILDataset(images.permute(0, 2, 3, 1).contiguous().numpy(), labels.numpy(), transform)
+        self.loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
+            persistent_workers=workers > 0, pin_memory=device.type == "cuda")
+        self.device = device
+        self.net = net.to(device).train()
+        self.optimizer = optimizer(params=self.net.parameters())
+        self.batches = self._forever()
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # as such repositories set it
+
+    def _forever(self):
+        while True:
+            yield from self.loader
+
+    def step(self) -> float:
+        images, labels = next(self.batches)
+        images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+        loss = F.cross_entropy(self.net(images), labels)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()  # the running-loss print such loops keep (a sync per step on GPU)
+
+    def window(self, warmup: int, steps: int) -> tuple[float, float]:
+        """Run one window; return (seconds for ``steps`` steps, peak memory in MB)."""
+        _reset_memory(self.device)
+        peak, start = 0.0, None
+        for i in range(warmup + steps):
+            if i == warmup:
+                _sync(self.device)
+                start = time.perf_counter()
+            self.step()
+            if i >= warmup:
+                peak = max(peak, _memory_mb(self.device))
+        _sync(self.device)
+        return time.perf_counter() - start, peak
+
+    def worker_rss_mb(self) -> float:
+        """Resident memory of the DataLoader workers (separate processes), MB."""
+        return sum(c.memory_info().rss for c in psutil.Process().children()) / 2**20
+
+
+def peak_gflops(cfg: DictConfig, device: torch.device) -> tuple[float | None, str | None]:
+    """The peak to compare against: ``bench.peak_gflops``, else a known GPU's, else None."""
+    if cfg.bench.peak_gflops:
+        return float(cfg.bench.peak_gflops), "bench.peak_gflops"
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        kind = "bf16" if "16" in str(cfg.trainer.precision) else "fp32"
+        for key, peaks in KNOWN_PEAK_GFLOPS.items():
+            if key in name:
+                return peaks[kind], f"{name} {kind} data sheet"
+    return None, None
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
+        else platform.processor()
+    return f"{model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def benchmark(cfg: DictConfig) -> dict[str, Any]:
+    """Measure every variant in ``cfg.bench.variants``; return (and write) the results."""
+    b = cfg.bench
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    window_cfg = cfg.copy()
+    OmegaConf.update(window_cfg, "trainer.limit_val_batches", 0, force_add=True)  # training only
+
+    module, datamodule, trainer = build(window_cfg)
+    device = trainer.strategy.root_device
+    datamodule.trainer = trainer  # so a device-resident dataset lands on the fit's device
+    datamodule.setup("fit")
+    images, labels = datamodule.splits["train"]
+    shape = tuple(images.shape[1:])
+
+    variants: dict[str, Any] = {}
+    for name in b.variants:
+        if name == "full":
+            variants[name] = LightningVariant(window_cfg, module, datamodule, diagnostics=True)
+        elif name == "no_diagnostics":
+            other = module if "full" not in b.variants else build(window_cfg)[0]
+            variants[name] = LightningVariant(window_cfg, other, datamodule, diagnostics=False)
+        elif name == "reference":
+            workers = b.reference_workers if b.reference_workers is not None else os.cpu_count()
+            variants[name] = ReferenceLoop(instantiate(cfg.model), instantiate(cfg.optimizer),
+                                           images.cpu(), labels.cpu(), datamodule.mean.cpu(), datamodule.std.cpu(),
+                                           batch_size=datamodule.batch_size, workers=workers, device=device)
+        else:
+            raise ValueError(f"unknown bench variant {name!r}; valid: {', '.join(VARIANT_LABELS)}")
+
+    fwd = forward_flops_per_image(instantiate(cfg.model).to(device), shape, device)
+    train_flops = TRAIN_FLOPS_PER_FORWARD * fwd
+    peak, peak_source = peak_gflops(cfg, device)
+
+    batch = datamodule.batch_size
+    seconds: dict[str, list[float]] = {n: [] for n in variants}
+    memory: dict[str, float] = {n: 0.0 for n in variants}
+    names = list(variants)
+    for r in range(b.rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            s, m = variants[name].window(b.warmup_steps, b.steps)
+            seconds[name].append(s)
+            memory[name] = max(memory[name], m)
+            log.info("round %d/%d %s: %.1f images/s", r + 1, b.rounds, name, b.steps * batch / s)
+
+    results: dict[str, Any] = {}
+    for name in names:
+        ips = [b.steps * batch / s for s in seconds[name]]
+        med = statistics.median(ips)
+        gflops = med * train_flops / 1e9
+        row = {
+            "label": VARIANT_LABELS[name],
+            "images_per_s": med,
+            "images_per_s_windows": ips,
+            "achieved_gflops": gflops,
+            "fraction_of_peak": gflops / peak if peak else None,
+            "peak_memory_mb": memory[name],
+            "memory_kind": "max_allocated" if device.type == "cuda" else "process_rss",
+        }
+        if isinstance(variants[name], LightningVariant):
+            row["callbacks"] = variants[name].callbacks
+        if name == "reference":
+            row["worker_rss_mb"] = variants[name].worker_rss_mb()
+            row["workers"] = variants[name].loader.num_workers
+        results[name] = row
+
+    def ratio(x: str, y: str) -> float | None:
+        return results[x]["images_per_s"] / results[y]["images_per_s"] if x in results and y in results else None
+
+    report = {
+        "run_name": cfg.run_name,
+        "date": time.strftime("%Y-%m-%d"),
+        "device": device_name(device),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "lightning": L.__version__},
+        "config": {"depth": cfg.depth, "shortcut": cfg.shortcut, "block": cfg.block, "width": cfg.width,
+                   "norm": cfg.norm, "batch_size": batch, "precision": str(cfg.trainer.precision),
+                   "data": cfg.data.source._target_.rsplit(".", 1)[-1], "compile": cfg.compile,
+                   "channels_last": cfg.task.channels_last,
+                   "diagnostics_every_n_steps": cfg.diagnostics.every_n_steps},
+        "protocol": {"warmup_steps": b.warmup_steps, "timed_steps_per_window": b.steps, "rounds": b.rounds,
+                     "statistic": "median over windows"},
+        "flops_per_image": {"forward": fwd, "training": train_flops,
+                            "training_rule": f"{TRAIN_FLOPS_PER_FORWARD} x forward",
+                            "counted_with": "torch.utils.flop_counter.FlopCounterMode (conv + matmul)"},
+        "peak_gflops": peak,
+        "peak_source": peak_source,
+        "variants": results,
+        "ratios": {"full_over_reference": ratio("full", "reference"),
+                   "no_diagnostics_over_full": ratio("no_diagnostics", "full")},
+    }
+    print(format_table(report))
+    write_json(b.output, report)
+    print(f"wrote {b.output}")
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The human-readable form of :func:`benchmark`'s result."""
+    c, f = report["config"], report["flops_per_image"]
+    lines = [
+        f"residual_lab bench {report['date']}: {report['run_name']}, batch {c['batch_size']}, "
+        f"precision {c['precision']}, data {c['data']}, compile {c['compile']}",
+        f"device: {report['device']}; torch {report['versions']['torch']}, lightning {report['versions']['lightning']}",
+        f"FLOPs/image: forward {f['forward'] / 1e9:.4f} GFLOP (counted), training {f['training'] / 1e9:.4f} "
+        f"GFLOP ({f['training_rule']})",
+        f"protocol: {report['protocol']['rounds']} interleaved windows x {report['protocol']['timed_steps_per_window']} "
+        f"timed steps after {report['protocol']['warmup_steps']} warm-up steps; median",
+        "",
+        f"{'variant':<66} {'images/s':>9} {'GFLOP/s':>8} {'% peak':>7} {'peak MB':>8}  windows (images/s)",
+    ]
+    for row in report["variants"].values():
+        frac = f"{100 * row['fraction_of_peak']:.1f}" if row["fraction_of_peak"] is not None else "-"
+        windows = ", ".join(f"{x:.1f}" for x in row["images_per_s_windows"])
+        lines.append(f"{row['label']:<66} {row['images_per_s']:>9.1f} {row['achieved_gflops']:>8.1f} "
+                     f"{frac:>7} {row['peak_memory_mb']:>8.0f}  {windows}")
+    r = report["ratios"]
+    mem = next(iter(report["variants"].values()))["memory_kind"]
+    lines += [
+        "",
+        "b/a (pipeline speed-up) = " + (f"{r['full_over_reference']:.2f}x" if r["full_over_reference"] else "-")
+        + ";  c/b (diagnostics overhead) = "
+        + (f"{r['no_diagnostics_over_full']:.3f}" if r["no_diagnostics_over_full"] else "-"),
+        f"peak MB: {mem}" + (" of the whole process (all variants share it)" if mem == "process_rss" else "")
+        + (f"; peak {report['peak_gflops']:.0f} GFLOP/s from {report['peak_source']}" if report["peak_gflops"]
+           else "; no peak given (--peak-gflops N)"),
+    ]
+    return "\n".join(lines)
+
+
+def _translate_flags(argv: list[str]) -> list[str]:
+    """Turn ``--peak-gflops N`` / ``--peak-gflops=N`` into the override ``bench.peak_gflops=N``."""
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--peak-gflops" and i + 1 < len(argv):
+            out.append(f"bench.peak_gflops={argv[i + 1]}")
+            i += 2
+            continue
+        if arg.startswith("--peak-gflops="):
+            arg = "bench.peak_gflops=" + arg.split("=", 1)[1]
+        out.append(arg)
+        i += 1
+    return out
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="bench")
+def _main(cfg: DictConfig) -> None:
+    benchmark(cfg)
+
+
+def main() -> None:
+    sys.argv = [sys.argv[0], *_translate_flags(sys.argv[1:])]
+    _main()
+
+
+if __name__ == "__main__":
+    main()
