@@ -8,7 +8,7 @@ from typing import Callable
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 import residual_lab  # noqa: F401  (registers the run_name resolver)
 from residual_lab.run import CONFIG_DIR
@@ -27,7 +27,11 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     """``make_cfg(*overrides)``: the smoke experiment (synthetic data, CPU, 40 steps) + overrides."""
 
     def make(*overrides: str, output_dir: Path | None = None) -> DictConfig:
-        return compose_config("experiment=smoke", "trainer.enable_progress_bar=false", *overrides,
-                              output_dir=output_dir or tmp_path)
+        cfg = compose_config("experiment=smoke", *overrides, output_dir=output_dir or tmp_path)
+        with open_dict(cfg):  # no progress bar in test logs
+            if cfg.get("callbacks"):
+                cfg.callbacks.pop("progress_bar", None)
+            cfg.trainer.enable_progress_bar = False
+        return cfg
 
     return make

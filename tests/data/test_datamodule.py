@@ -1,0 +1,114 @@
+"""The paper's data protocol: fixed 45k/5k-style split, balanced subsets, deterministic data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from residual_lab.data import ImageFolderSource, InMemoryDataModule, SyntheticSource
+from residual_lab.errors import UserFacingError
+
+
+def test_synthetic_data_is_deterministic_from_its_seed():
+    a, b, c = SyntheticSource(seed=3).load(), SyntheticSource(seed=3).load(), SyntheticSource(seed=4).load()
+    assert torch.equal(a.train_images, b.train_images) and torch.equal(a.test_labels, b.test_labels)
+    assert not torch.equal(a.train_images, c.train_images)
+    assert a.train_images.shape == (2048, 3, 32, 32) and a.train_images.dtype == torch.uint8
+    assert a.train_labels.bincount().tolist() == [205] * 8 + [204] * 2
+
+
+def test_split_is_fixed_disjoint_and_the_test_set_untouched():
+    source = SyntheticSource(num_train=1000, num_test=100)
+    dm = InMemoryDataModule(source, num_classes=10, val_size=200, split_seed=0)
+    dm.setup()
+    (tx, ty), (vx, vy), (sx, sy) = dm.splits["train"], dm.splits["val"], dm.splits["test"]
+    assert (len(ty), len(vy), len(sy)) == (800, 200, 100)
+    full = source.load()
+    rows = {tuple(x.flatten()[:64].tolist()) for x in tx}
+    assert not rows & {tuple(x.flatten()[:64].tolist()) for x in vx}
+    assert torch.equal(sx, full.test_images)
+    again = InMemoryDataModule(source, num_classes=10, val_size=200, split_seed=0)
+    again.setup()
+    assert torch.equal(again.splits["val"][0], vx)
+
+
+def test_subset_is_class_balanced():
+    dm = InMemoryDataModule(SyntheticSource(num_train=1000), num_classes=10, val_size=100, subset=95)
+    dm.setup()
+    assert dm.splits["train"][1].bincount().tolist() == [10] * 5 + [9] * 5
+
+
+def test_normalization_uses_training_split_statistics():
+    dm = InMemoryDataModule(SyntheticSource(num_train=500), num_classes=10, val_size=100)
+    dm.setup()
+    x = dm.splits["train"][0].double() / 255
+    assert torch.allclose(dm.mean.double(), x.mean((0, 2, 3)), atol=1e-6)
+    assert torch.allclose(dm.std.double(), x.permute(1, 0, 2, 3).reshape(3, -1).std(1, unbiased=False), atol=1e-6)
+
+
+def test_training_batches_cover_the_split_once_per_epoch_in_a_seeded_order():
+    dm = InMemoryDataModule(SyntheticSource(num_train=300), num_classes=10, val_size=0, batch_size=64)
+    dm.setup()
+    loader = dm.train_dataloader()
+    first = [y for _, y in loader]
+    assert len(first) == len(loader) == 4  # drop_last: 300 // 64
+    second = [y for _, y in loader]
+    assert not torch.equal(torch.cat(first), torch.cat(second))
+    replay = dm.train_dataloader()
+    assert torch.equal(torch.cat([y for _, y in replay]), torch.cat(first))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(subset=5000), "data.subset=5000 is larger than the training split (900 images)"),
+    (dict(val_size=1000), "data.val_size=1000 leaves no training images"),
+    (dict(num_classes=100), "the data has 10 classes but data.num_classes is 100"),
+])
+def test_bad_values_are_named(kwargs, message):
+    args = dict(num_classes=10, val_size=100) | kwargs
+    dm = InMemoryDataModule(SyntheticSource(num_train=1000), **args)
+    with pytest.raises(UserFacingError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        dm.setup()
+
+
+def test_zero_batch_size_is_refused():
+    with pytest.raises(UserFacingError, match="data.batch_size must be >= 1, got 0"):
+        InMemoryDataModule(SyntheticSource(), num_classes=10, batch_size=0)
+
+
+def _write_tree(root, classes=("cat", "dog"), per_class=3):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in classes:
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
+
+
+def test_image_folder_decodes_once_and_reuses_the_cache_until_files_change(tmp_path):
+    _write_tree(tmp_path / "d")
+    source = ImageFolderSource(str(tmp_path / "d"), cache_dir=str(tmp_path / "cache"))
+    a = source.load()
+    assert a.classes == ["cat", "dog"] and a.train_images.shape == (6, 3, 32, 32)
+    expected = np.asarray(Image.open(tmp_path / "d" / "train" / "dog" / "1.png"))
+    assert np.array_equal(a.train_images[4].permute(1, 2, 0).numpy(), expected)
+    caches = list((tmp_path / "cache").iterdir())
+    assert len(caches) == 1
+    assert torch.equal(source.load().train_images, a.train_images)
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "d" / "train" / "dog" / "9.png")
+    b = source.load()
+    assert b.train_images.shape[0] == 7 and len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_image_folder_errors_name_the_problem(tmp_path):
+    with pytest.raises(UserFacingError, match="missing or empty"):
+        ImageFolderSource(str(tmp_path / "nowhere")).load()
+    _write_tree(tmp_path / "d")
+    (tmp_path / "d" / "test" / "bird").mkdir()
+    with pytest.raises(UserFacingError, match=r"only in train: none, only in test: \['bird'\]"):
+        ImageFolderSource(str(tmp_path / "d")).load()
+    (tmp_path / "d" / "test" / "bird").rmdir()
+    (tmp_path / "d" / "train" / "cat" / "1.png").write_bytes(b"not an image")
+    with pytest.raises(UserFacingError, match=r"cannot read image .*train/cat/1.png"):
+        ImageFolderSource(str(tmp_path / "d"), cache_dir=str(tmp_path / "c")).load()
