@@ -1,0 +1,138 @@
+"""One LightningDataModule for every source: split, subset, and batch from memory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+
+from residual_lab.data.arrays import ImageArrays
+from residual_lab.data.augment import channel_stats, normalize, random_crop_flip
+from residual_lab.data.loader import IndexBatchLoader
+from residual_lab.errors import UserFacingError
+
+
+def balanced_subset(labels: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices of ``n`` examples, as equal per class as possible, drawn without replacement."""
+    classes = labels.unique()
+    per_class = [torch.nonzero(labels == c).flatten() for c in classes]
+    per_class = [idx[torch.randperm(len(idx), generator=generator)] for idx in per_class]
+    k, extra = divmod(n, len(classes))
+    chosen = [idx[: k + (i < extra)] for i, idx in enumerate(per_class)]
+    return torch.cat(chosen).sort().values
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """The paper's protocol (He et al. 2015 sec. 4.2) over any in-memory image source.
+
+    The training set is split into train/val with a fixed seed (45k/5k for CIFAR); the
+    test set is never touched until ``test``. Batches are gathered by index from a uint8
+    tensor; augmentation (4-pixel pad, random crop, horizontal flip) and normalization with
+    training-split statistics run on whole batches on the model's device in
+    ``on_after_batch_transfer``.
+
+    Args:
+        source: object with ``load() -> ImageArrays`` (torchvision, image folder, synthetic).
+        num_classes: classes the model is built for; checked against the data.
+        root: where the source reads its files (``data.root``; the source config
+            interpolates it, so one override moves both).
+        batch_size: training batch, images (128 in the paper).
+        eval_batch_size: validation/test batch, images (no gradients, so larger is fine).
+        val_size: training images held out for validation (5000; 0 trains on all).
+        subset: train on this many images of the train split, class-balanced; None for all.
+        split_seed: seed of the train/val split and the subset, fixed across runs so every
+            run of a sweep sees the same split.
+        shuffle_seed: base seed of the per-epoch batch order.
+        pad: crop padding, pixels (0 disables cropping).
+        flip: random horizontal flips.
+        device_resident: keep the dataset on the accelerator (batches never cross the bus).
+    """
+
+    def __init__(self, source: Any, *, num_classes: int, root: str | None = None, batch_size: int = 128,
+                 eval_batch_size: int = 500, val_size: int = 5000, subset: int | None = None,
+                 split_seed: int = 0, shuffle_seed: int = 0, pad: int = 4, flip: bool = True,
+                 device_resident: bool = True) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise UserFacingError(f"data.batch_size must be >= 1, got {batch_size} "
+                                  f"(eval_batch_size {eval_batch_size})")
+        if val_size < 0 or (subset is not None and subset < 1):
+            raise UserFacingError(f"data.val_size must be >= 0 (got {val_size}) and data.subset "
+                                  f">= 1 or null (got {subset})")
+        self.source, self.num_classes, self.root = source, num_classes, root
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_size, self.subset = val_size, subset
+        self.split_seed, self.shuffle_seed = split_seed, shuffle_seed
+        self.pad, self.flip, self.device_resident = pad, flip, device_resident
+        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._train_loader: IndexBatchLoader | None = None
+        self._loader_epoch = 0
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:
+            return
+        data: ImageArrays = self.source.load()
+        if data.num_classes != self.num_classes:
+            raise UserFacingError(f"the data has {data.num_classes} classes but data.num_classes "
+                                  f"is {self.num_classes}")
+        n = len(data.train_labels)
+        if self.val_size >= n:
+            raise UserFacingError(f"data.val_size={self.val_size} leaves no training images "
+                                  f"(the training set has {n})")
+        gen = torch.Generator().manual_seed(self.split_seed)
+        order = torch.randperm(n, generator=gen)
+        val_idx, train_idx = order[: self.val_size].sort().values, order[self.val_size:].sort().values
+        if self.subset is not None:
+            if self.subset > len(train_idx):
+                raise UserFacingError(f"data.subset={self.subset} is larger than the training "
+                                      f"split ({len(train_idx)} images)")
+            train_idx = train_idx[balanced_subset(data.train_labels[train_idx], self.subset, gen)]
+        self.splits = {
+            "train": (data.train_images[train_idx], data.train_labels[train_idx]),
+            "val": (data.train_images[val_idx], data.train_labels[val_idx]),
+            "test": (data.test_images, data.test_labels),
+        }
+        self.classes = data.classes
+        mean, std = channel_stats(self.splits["train"][0])
+        self.mean, self.std = mean, std  # [0, 1] units; moved to the batches' device once
+        if self.device_resident and self.trainer is not None:
+            device = self.trainer.strategy.root_device
+            self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
+
+    @property
+    def num_train(self) -> int:
+        return len(self.splits["train"][1])
+
+    def train_dataloader(self) -> IndexBatchLoader:
+        x, y = self.splits["train"]
+        if len(y) < self.batch_size:
+            raise UserFacingError(f"data.batch_size={self.batch_size} exceeds the "
+                                  f"{len(y)} training images")
+        self._train_loader = IndexBatchLoader(x, y, self.batch_size, shuffle=True, drop_last=True,
+                                              seed=self.shuffle_seed)
+        self._train_loader.epoch = self._loader_epoch
+        return self._train_loader
+
+    def val_dataloader(self) -> IndexBatchLoader | list:
+        x, y = self.splits["val"]
+        return IndexBatchLoader(x, y, self.eval_batch_size, shuffle=False, drop_last=False) if len(y) else []
+
+    def test_dataloader(self) -> IndexBatchLoader:
+        x, y = self.splits["test"]
+        return IndexBatchLoader(x, y, self.eval_batch_size, shuffle=False, drop_last=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels = batch
+        if self.trainer is not None and self.trainer.training:
+            images = random_crop_flip(images, self.pad, self.flip) if self.pad or self.flip else images
+        if self.mean.device != images.device:  # once, not per step
+            self.mean, self.std = self.mean.to(images.device), self.std.to(images.device)
+        return normalize(images, self.mean, self.std), labels
+
+    def state_dict(self) -> dict:
+        epoch = self._train_loader.epoch if self._train_loader is not None else self._loader_epoch
+        return {"loader_epoch": epoch}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._loader_epoch = state_dict["loader_epoch"]

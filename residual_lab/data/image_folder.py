@@ -1,0 +1,118 @@
+"""Any ``train/<class>/*`` + ``test/<class>/*`` image tree, decoded once and cached."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from residual_lab.data.arrays import ImageArrays
+from residual_lab.errors import DataUnavailableError, UserFacingError
+from residual_lab.io import atomic_write
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".gif", ".tif", ".tiff"}
+CACHE_VERSION = 1
+
+
+class ImageFolderSource:
+    """Decode an image tree into uint8 arrays once; reuse the cache until files change.
+
+    The cache key hashes every file's relative path, size and mtime, so adding, removing
+    or rewriting an image invalidates it. The cache is written atomically, so a killed
+    decode never leaves a half-written cache to be read later.
+
+    Args:
+        root: directory with ``train/`` and ``test/``, each holding one folder per class.
+        cache_dir: where to keep the decoded arrays; default ``<root>/.residual_lab_cache``,
+            or ``~/.cache/residual_lab`` when ``root`` is read-only.
+    """
+
+    def __init__(self, root: str, cache_dir: str | None = None) -> None:
+        self.root = Path(root).expanduser()
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+
+    def _scan(self) -> tuple[list[str], dict[str, list[tuple[Path, int]]]]:
+        if not self.root.is_dir() or not any(self.root.iterdir()):
+            raise DataUnavailableError(
+                f"data.root={self.root} is missing or empty. data=imagefolder expects "
+                f"train/<class>/*.jpg and test/<class>/*.jpg under it (for the CIFAR-10 copy: "
+                f"tar -xzf cifar10-jpeg.tar.gz -C /tmp, then data.root=/tmp/cifar10-jpeg)."
+            )
+        splits = {}
+        classes_per_split = {}
+        for split in ("train", "test"):
+            d = self.root / split
+            if not d.is_dir():
+                raise UserFacingError(f"{self.root} has no {split}/ folder; data=imagefolder "
+                                      f"needs both train/<class>/ and test/<class>/")
+            classes_per_split[split] = sorted(p.name for p in d.iterdir() if p.is_dir())
+        train_c, test_c = classes_per_split["train"], classes_per_split["test"]
+        if train_c != test_c or not train_c:
+            raise UserFacingError(
+                f"class folders differ between {self.root}/train and {self.root}/test: "
+                f"only in train: {sorted(set(train_c) - set(test_c)) or 'none'}, "
+                f"only in test: {sorted(set(test_c) - set(train_c)) or 'none'}"
+            )
+        for split in ("train", "test"):
+            files = []
+            for label, cls in enumerate(train_c):
+                for entry in sorted(os.scandir(self.root / split / cls), key=lambda e: e.name):
+                    if entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+                        files.append((Path(entry.path), label))
+            splits[split] = files
+        return train_c, splits
+
+    def _cache_path(self, splits) -> Path:
+        h = hashlib.sha256(f"v{CACHE_VERSION}".encode())
+        for split, files in splits.items():
+            for path, label in files:
+                st = path.stat()
+                h.update(f"{split}/{path.relative_to(self.root)}:{label}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+        name = f"{self.root.name}-{h.hexdigest()[:16]}.npz"
+        base = self.cache_dir or self.root / ".residual_lab_cache"
+        if self.cache_dir is None and not os.access(self.root, os.W_OK):
+            base = Path("~/.cache/residual_lab").expanduser()
+        return base / name
+
+    @staticmethod
+    def _decode(files: list[tuple[Path, int]]) -> tuple[np.ndarray, np.ndarray]:
+        if not files:
+            raise UserFacingError("an image folder split has no images")
+        first = None
+        images = None
+        for i, (path, _) in enumerate(files):
+            try:
+                with Image.open(path) as im:
+                    arr = np.asarray(im.convert("RGB"))
+            except Exception as err:
+                raise UserFacingError(f"cannot read image {path}: {err}") from None
+            if first is None:
+                first = arr.shape
+                images = np.empty((len(files), *first), dtype=np.uint8)
+            elif arr.shape != first:
+                raise UserFacingError(f"image {path} is {arr.shape[1]}x{arr.shape[0]}, but the "
+                                      f"first image was {first[1]}x{first[0]}; all must match")
+            images[i] = arr
+        labels = np.fromiter((label for _, label in files), dtype=np.int64, count=len(files))
+        return images.transpose(0, 3, 1, 2).copy(), labels
+
+    def load(self) -> ImageArrays:
+        classes, splits = self._scan()
+        cache = self._cache_path(splits)
+        if cache.exists():
+            with np.load(cache) as z:
+                arrays = {k: torch.from_numpy(z[k]) for k in z.files}
+        else:
+            arrays = {}
+            for split, files in splits.items():
+                x, y = self._decode(files)
+                arrays[f"{split}_images"], arrays[f"{split}_labels"] = torch.from_numpy(x), torch.from_numpy(y)
+            try:
+                atomic_write(cache, lambda f: np.savez(f, **{k: v.numpy() for k, v in arrays.items()}), "wb")
+            except OSError:
+                pass  # A cache we cannot write only costs a re-decode next time.
+        return ImageArrays(classes=classes, **arrays)
