@@ -38,6 +38,18 @@ class IntervalCallback(L.Callback):
         """
         return (trainer.global_step + 1) % self.every_n_steps == 0
 
+    @staticmethod
+    def log_metrics(trainer: L.Trainer, metrics: dict[str, float], step: int) -> None:
+        """Write ``metrics`` to every logger at ``step``.
+
+        Straight to the loggers rather than through ``LightningModule.log``: Lightning
+        flushes logged values only every ``trainer.log_every_n_steps``, which need not
+        match this interval. Callers pass ``step = trainer.global_step`` as read before the
+        optimizer step, the x value Lightning gives ``train/loss`` of the same batch.
+        """
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+
     def summary(self) -> dict[str, Any]:
         """The latest measurement, for summary.json (empty if none was taken)."""
         return dict(self.latest)

@@ -1,0 +1,126 @@
+"""Pictures of the gradient diagnostics, logged as TensorBoard images each validation.
+
+Reading plain-56 and resnet-56 side by side should show the difference without numbers:
+the heat map's vertical gradient (input at the bottom) and the depth profiles.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import lightning as L
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display on training machines
+import numpy as np  # noqa: E402
+from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from residual_lab.callbacks.block_grad import BlockInputGradients  # noqa: E402
+from residual_lab.callbacks.grad_norm import GradNorms  # noqa: E402
+
+
+def _log10(values: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log10(np.asarray(values, dtype=np.float64))
+    out[~np.isfinite(out)] = np.nan  # zero or non-finite gradients: blank cells
+    return out
+
+
+def grad_norm_heatmap(steps: Sequence[int], layers: Sequence[str], norms: np.ndarray, title: str = "") -> Figure:
+    """log10 weight-gradient norm, layers (input at the bottom) x logged steps.
+
+    Args:
+        steps: logged optimizer steps (x), length S.
+        layers: layer tags in network order (y, bottom to top), length L.
+        norms: array of shape (S, L).
+    """
+    fig = Figure(figsize=(7, 5), dpi=80)
+    ax = fig.add_subplot()
+    image = ax.imshow(_log10(norms).T, origin="lower", aspect="auto", interpolation="nearest", cmap="viridis")
+    fig.colorbar(image, ax=ax, label="log10 ||dL/dW||")
+    every = max(1, len(layers) // 20)
+    ax.set_yticks(range(0, len(layers), every), layers[::every], fontsize=6)
+    xt = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 8)).round().astype(int))
+    ax.set_xticks(xt, [str(steps[i]) for i in xt], fontsize=7)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("layer (input at the bottom)")
+    ax.set_title(f"{title} weight-gradient norm".strip(), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def gradient_profile(grad: dict | None, block: dict | None, title: str = "") -> Figure:
+    """Latest per-layer weight-gradient norms and dL/dx_l against depth (log scale).
+
+    Args:
+        grad: :attr:`GradNorms.latest` (``layers``, ``grad_norm``, ``step``) or None.
+        block: :attr:`BlockInputGradients.latest` (``blocks``, ``grad_norm``) or None.
+    """
+    fig = Figure(figsize=(9, 3.6), dpi=80)
+    panels = [(d, key, ylabel) for d, key, ylabel in
+              ((grad, "layers", "||dL/dW|| per layer"), (block, "blocks", "||dL/dx_l|| at block input")) if d]
+    for k, (d, key, ylabel) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        names = d[key]
+        ax.semilogy(range(len(names)), d["grad_norm"], marker=".")
+        every = max(1, len(names) // 12)
+        ax.set_xticks(range(0, len(names), every), names[::every], fontsize=6, rotation=60)
+        ax.set_xlabel(f"{key[:-1]} (input -> output)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_title(f"{title} step {d['step']}".strip(), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def render(fig: Figure) -> np.ndarray:
+    """RGB uint8 array (H, W, 3) of a figure."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+class DiagnosticFigures(L.Callback):
+    """Heat map and depth profiles of the gradient diagnostics, each validation epoch.
+
+    Reads what :class:`GradNorms` and :class:`BlockInputGradients` measured (a panel is
+    left out when its callback is switched off), logs ``diagnostics/grad_norm_heatmap``
+    and ``diagnostics/gradient_profile`` as TensorBoard images and, if ``save_dir`` is set,
+    overwrites PNGs of the same names there. Work happens only at validation, never in
+    training steps. Not an :class:`IntervalCallback`: it measures nothing itself.
+
+    Args:
+        save_dir: folder for the latest PNGs (None: TensorBoard only).
+    """
+
+    def __init__(self, save_dir: str | None = None) -> None:
+        self.save_dir = Path(save_dir) if save_dir else None
+
+    def figures(self, trainer: L.Trainer) -> dict[str, Figure]:
+        grad = next((c for c in trainer.callbacks if isinstance(c, GradNorms)), None)
+        block = next((c for c in trainer.callbacks if isinstance(c, BlockInputGradients)), None)
+        title = trainer.logger.name if trainer.logger is not None else ""
+        figs = {}
+        if grad is not None and grad.history:
+            figs["grad_norm_heatmap"] = grad_norm_heatmap(grad.history_steps, grad.layers, np.stack(grad.history), title)
+        grad_latest = grad.latest if grad is not None else None
+        block_latest = block.latest if block is not None else None
+        if grad_latest or block_latest:
+            figs["gradient_profile"] = gradient_profile(grad_latest, block_latest, title)
+        return figs
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        for name, fig in self.figures(trainer).items():
+            tensorboards = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+            if tensorboards:
+                image = render(fig)
+                for lg in tensorboards:
+                    lg.experiment.add_image(f"diagnostics/{name}", image, trainer.global_step, dataformats="HWC")
+            if self.save_dir is not None:
+                self.save_dir.mkdir(parents=True, exist_ok=True)
+                fig.savefig(self.save_dir / f"{name}.png")

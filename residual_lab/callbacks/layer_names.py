@@ -1,0 +1,57 @@
+"""The one place that turns module names into the short tags every diagnostic logs.
+
+``stages.0.blocks.3.residual.conv1`` -> ``s1.b3.conv1``; ``stages.1.blocks.0.shortcut.conv``
+-> ``s2.b0.shortcut.conv``; ``stem.conv`` and ``head.fc`` keep their names. Stages are
+1-based (He et al. 2015 number the 32x32, 16x16 and 8x8 stages 1-3), blocks 0-based
+(their index in ``net.stages[i].blocks``). Tags must stay stable: TensorBoard runs,
+summary.json and reports across a sweep are joined on them.
+"""
+
+from __future__ import annotations
+
+import re
+
+import lightning as L
+from torch import nn
+
+_BLOCK = re.compile(r"^stages\.(\d+)\.blocks\.(\d+)(?:\.(.*))?$")
+#: Layers whose weight gradients and updates are tracked.
+WEIGHTED = (nn.Conv2d, nn.Linear)
+
+
+def short_name(module_name: str) -> str:
+    """Short tag of a module of :class:`~residual_lab.models.CifarResNet` (see module doc)."""
+    m = _BLOCK.match(module_name)
+    if m is None:
+        return module_name
+    stage, block, rest = int(m.group(1)) + 1, int(m.group(2)), m.group(3)
+    tag = f"s{stage}.b{block}"
+    if rest:
+        # The residual branch is the block's body: drop its name; keep "shortcut".
+        rest = rest.removeprefix("residual.")
+        tag += f".{rest}"
+    return tag
+
+
+def group_of(tag: str) -> str:
+    """Stage group of a tag: ``stem``, ``s1``..``s3`` or ``head``."""
+    return tag.split(".", 1)[0]
+
+
+def network(pl_module: L.LightningModule | nn.Module) -> nn.Module:
+    """The network inside a LightningModule (``module.net``), or the module itself."""
+    return getattr(pl_module, "net", pl_module)
+
+
+def weighted_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(tag, module)`` for every conv and linear layer, in network order.
+
+    Network order is registration order: stem, then per block its residual branch and
+    then its shortcut projection (they run in parallel), then the classifier.
+    """
+    return [(short_name(name), m) for name, m in net.named_modules() if isinstance(m, WEIGHTED)]
+
+
+def blocks(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(tag, block)`` for every residual or plain block, input to output."""
+    return [(short_name(name), blk) for name, blk in net.named_blocks()]

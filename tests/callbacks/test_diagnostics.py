@@ -1,0 +1,223 @@
+"""Diagnostic callbacks on synthetic data: exact tags, exact steps, values equal to autograd."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import Logger
+
+from residual_lab.callbacks import (BlockInputGradients, ForwardSignal, GradNorms, ResourceMonitor,
+                                    UpdateRatio)
+from residual_lab.callbacks.layer_names import blocks, weighted_layers
+from residual_lab.run import build, train
+
+from test_layer_names import RESNET20_LAYERS  # noqa: E402 (tests/callbacks is on sys.path)
+
+RESNET20_BLOCKS = [f"s{s}.b{b}" for s in (1, 2, 3) for b in range(3)]
+#: Tag prefixes of each switchable diagnostic (its name in conf/callbacks/default.yaml).
+PREFIXES = {
+    "grad_norm": ("grad_norm/", "grad_norm_stage/", "grad_norm_total"),
+    "block_grad": ("block_grad/", "block_grad_ratio/"),
+    "signal": ("signal/",),
+    "update_ratio": ("update_ratio/",),
+    "resources": ("perf/rss_mb",),
+}
+ALL_PREFIXES = tuple(p for ps in PREFIXES.values() for p in ps)
+
+
+class CaptureLogger(Logger):
+    """Keeps every ``log_metrics`` call as ``(step, metrics)``, in call order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[tuple[int, dict]] = []
+
+    @property
+    def name(self) -> str:
+        return "capture"
+
+    @property
+    def version(self) -> str:
+        return "0"
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self.records.append((step, dict(metrics)))
+
+    def diagnostics(self) -> list[tuple[int, dict]]:
+        return [(s, {k: v for k, v in m.items() if k.startswith(ALL_PREFIXES)}) for s, m in self.records
+                if any(k.startswith(ALL_PREFIXES) for k in m)]
+
+
+class HookProbe(L.Callback):
+    """Counts hooks on the blocks at batch start (after the diagnostics attached theirs) and end."""
+
+    def __init__(self) -> None:
+        self.at_start: dict[int, int] = {}
+        self.at_end: dict[int, int] = {}
+
+    @staticmethod
+    def count(net) -> int:
+        return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) + len(m.residual._forward_hooks)
+                   for _, m in net.named_blocks())
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.at_start[trainer.global_step] = self.count(pl_module.net)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.at_end[trainer.global_step] = self.count(pl_module.net)
+
+
+def fit(cfg, *extra: L.Callback, first: L.Callback | None = None):
+    """Build a run from ``cfg``, log to a CaptureLogger only, fit; return (module, trainer, logger)."""
+    module, datamodule, trainer = build(cfg)
+    logger = CaptureLogger()
+    trainer.loggers = [logger]
+    if first is not None:
+        trainer.callbacks.insert(0, first)
+    trainer.callbacks.extend(extra)
+    trainer.fit(module, datamodule=datamodule)
+    return module, trainer, logger
+
+
+QUICK = ("~callbacks.model_checkpoint", "~callbacks.lr_monitor", "~logger.tensorboard")
+
+
+def test_resnet20_tags_in_network_order_only_on_logging_steps(make_cfg):
+    probe = HookProbe()
+    _, trainer, logger = fit(make_cfg("depth=20", "trainer.max_steps=5", "diagnostics.every_n_steps=2", *QUICK),
+                             probe)
+    records = logger.diagnostics()
+    # Batch k (1-based) is measured when k % 2 == 0 and logged at x = k - 1, like Lightning's train/loss.
+    assert sorted({s for s, _ in records}) == [1, 3]
+    for step in (1, 3):
+        grad = next(m for s, m in records if s == step and "grad_norm_total" in m)
+        assert list(grad) == ([f"grad_norm/{t}" for t in RESNET20_LAYERS]
+                              + [f"grad_norm_stage/{g}" for g in ("stem", "s1", "s2", "s3", "head")]
+                              + ["grad_norm_total"])
+        block = next(m for s, m in records if s == step and "block_grad_ratio/first_over_last" in m)
+        assert list(block) == [f"block_grad/{t}" for t in RESNET20_BLOCKS] + ["block_grad_ratio/first_over_last"]
+        signal = next(m for s, m in records if s == step and any(k.startswith("signal/") for k in m))
+        assert list(signal) == [f"signal/{k}/{t}" for k in ("rms_in", "rms_residual", "rms_out", "ratio")
+                                for t in RESNET20_BLOCKS]
+        update = next(m for s, m in records if s == step and any(k.startswith("update_ratio/") for k in m))
+        assert list(update) == [f"update_ratio/{t}" for t in RESNET20_LAYERS]
+        assert any(s == step and "perf/rss_mb" in m for s, m in records)
+    # Hooks exist only inside logging steps: block_grad 1 pre-hook, signal 1 pre + 1 post + 1 on F(x), per block.
+    assert probe.at_start == {0: 0, 1: 4 * 9, 2: 0, 3: 4 * 9, 4: 0}
+    assert set(probe.at_end.values()) == {0}
+    update = next(c for c in trainer.callbacks if isinstance(c, UpdateRatio))
+    assert update._before is None
+
+
+@pytest.mark.parametrize("name", sorted(PREFIXES))
+def test_switching_a_diagnostic_off_removes_its_tags(make_cfg, name):
+    _, trainer, logger = fit(make_cfg("trainer.max_steps=2", "diagnostics.every_n_steps=1", *QUICK,
+                                      f"~callbacks.{name}"))
+    tags = {k for _, m in logger.diagnostics() for k in m}
+    for other, prefixes in PREFIXES.items():
+        present = any(t.startswith(prefixes) for t in tags)
+        assert present == (other != name), other
+
+
+class CaptureStep(L.Callback):
+    """At batch index ``at``: the net's state and the batch before the forward, weights after the step."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.at:
+            self.state = copy.deepcopy(pl_module.net.state_dict())
+            self.batch = [t.clone() for t in batch]
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.at + 1:
+            self.after = {t: m.weight.detach().clone() for t, m in weighted_layers(pl_module.net)}
+
+
+def rel_err(got, want) -> float:
+    got, want = torch.tensor(got, dtype=torch.float64), torch.as_tensor(want, dtype=torch.float64)
+    return ((got - want).abs() / want.abs()).max().item()
+
+
+def test_values_equal_a_hand_computed_autograd_reference(make_cfg):
+    capture = CaptureStep(at=1)
+    module, trainer, _ = fit(make_cfg("depth=20", "trainer.max_steps=2", "diagnostics.every_n_steps=2", *QUICK),
+                             first=capture)
+    net = copy.deepcopy(module.net)
+    net.load_state_dict(capture.state)
+    net.train()
+    images, labels = capture.batch
+    # The same forward as ImageClassifier.forward, split at every block input x_l.
+    x = net.stem(images.contiguous(memory_format=module.memory_format))
+    xs, residuals, outs = [], [], []
+    for _, blk in blocks(net):
+        xs.append(x)
+        residuals.append(blk.residual(x).detach().clone())  # F(x) before the in-place ReLU of plain blocks
+        x = blk(x)
+        outs.append(x)
+    loss = F.cross_entropy(net.head(x), labels)
+    layers = weighted_layers(net)
+    grads = torch.autograd.grad(loss, xs + [m.weight for _, m in layers])
+    dx = [g.double().norm() for g in grads[: len(xs)]]
+    dw = torch.stack([g.double().norm() for g in grads[len(xs):]])
+
+    by_type = {type(c): c.latest for c in trainer.callbacks if hasattr(c, "latest")}
+    grad = by_type[GradNorms]
+    assert grad["step"] == 1 and grad["layers"] == RESNET20_LAYERS
+    assert rel_err(grad["grad_norm"], dw) < 1e-5
+    assert rel_err(grad["total"], dw.square().sum().sqrt()) < 1e-5
+    assert rel_err(grad["stages"]["s2"], dw[7:13].square().sum().sqrt()) < 1e-5
+    assert rel_err(grad["stages"]["head"], dw[19]) < 1e-5
+
+    block = by_type[BlockInputGradients]
+    assert block["blocks"] == RESNET20_BLOCKS
+    assert rel_err(block["grad_norm"], dx) < 1e-5
+    assert rel_err(block["first_over_last"], dx[0] / dx[-1]) < 1e-5
+
+    def rms(t):
+        return t.double().square().mean().sqrt()
+
+    signal = by_type[ForwardSignal]
+    assert rel_err(signal["rms_in"], [rms(t) for t in xs]) < 1e-5
+    assert rel_err(signal["rms_residual"], [rms(t) for t in residuals]) < 1e-5
+    assert rel_err(signal["rms_out"], [rms(t) for t in outs]) < 1e-5
+    assert rel_err(signal["ratio"], [rms(f) / rms(t) for f, t in zip(residuals, xs)]) < 1e-5
+
+    update = by_type[UpdateRatio]
+    names = [n for n, m in net.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    before = [capture.state[f"{n}.weight"].double() for n in names]
+    want = [(capture.after[t].double() - b).norm() / b.norm() for t, b in zip(RESNET20_LAYERS, before)]
+    assert rel_err(update["update_ratio"], want) < 1e-5
+    assert by_type[ResourceMonitor]["peak_rss_mb"] > 0
+
+
+def test_summary_json_and_tensorboard_end_to_end(make_cfg, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(make_cfg("trainer.max_steps=6", "diagnostics.every_n_steps=3"))
+    summary = json.loads((tmp_path / "summary.json").read_text())["diagnostics"]
+    assert set(summary) == {"grad_norm", "block_grad", "signal", "update_ratio", "resources"}
+    resnet8 = ["stem.conv", "s1.b0.conv1", "s1.b0.conv2", "s2.b0.conv1", "s2.b0.conv2",
+               "s3.b0.conv1", "s3.b0.conv2", "head.fc"]
+    assert summary["grad_norm"]["layers"] == summary["update_ratio"]["layers"] == resnet8
+    assert summary["block_grad"]["blocks"] == summary["signal"]["blocks"] == ["s1.b0", "s2.b0", "s3.b0"]
+    assert [len(summary["grad_norm"]["grad_norm"]), len(summary["update_ratio"]["update_ratio"]),
+            len(summary["block_grad"]["grad_norm"]), len(summary["signal"]["ratio"])] == [8, 8, 3, 3]
+    assert {v["step"] for v in summary.values()} == {5}
+
+    acc = EventAccumulator(str(tmp_path / "tensorboard" / "resnet-8-identity")).Reload()
+    for tag in ("grad_norm/s2.b0.conv1", "grad_norm_total", "block_grad_ratio/first_over_last",
+                "signal/ratio/s3.b0", "update_ratio/head.fc", "perf/rss_mb"):
+        assert [e.step for e in acc.Scalars(tag)] == [2, 5], tag
+    assert set(acc.Tags()["images"]) == {"diagnostics/grad_norm_heatmap", "diagnostics/gradient_profile"}
+    assert sorted(p.name for p in (tmp_path / "diagnostics").iterdir()) == ["grad_norm_heatmap.png",
+                                                                            "gradient_profile.png"]
