@@ -1,0 +1,67 @@
+"""Scale-out through existing engines: Hydra's joblib and submitit launchers, Lightning DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from residual_lab.run import CONFIG_DIR
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["experiment=smoke", "depth=8", "trainer.max_steps=4", "trainer.log_every_n_steps=2",
+        "trainer.val_check_interval=4", "trainer.check_val_every_n_epoch=null", "trainer.enable_progress_bar=false",
+        "callbacks=none", "data.source.num_train=384", "data.source.num_test=128", "data.val_size=128",
+        "data.eval_batch_size=128"]
+
+
+def multirun(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "residual_lab.run", "-m", *TINY, *overrides, f"hydra.sweep.dir={sweep_dir}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PROJECT_ROOT": str(sweep_dir.parent)})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+def summaries(sweep_dir: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/summary.json")}
+
+
+def test_joblib_launcher_runs_a_two_job_sweep_in_worker_processes(tmp_path):
+    sweep = tmp_path / "joblib"
+    proc = multirun(sweep, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "shortcut=none,identity")
+    assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
+    done = summaries(sweep)
+    assert sorted(done) == ["0_plain-8", "1_resnet-8-identity"]  # our sweep subdir naming survives
+    assert {(s["status"], s["steps"]) for s in done.values()} == {("completed", 4)}
+
+
+def test_submitit_local_launcher_runs_one_job(tmp_path):
+    sweep = tmp_path / "submitit"
+    multirun(sweep, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "shortcut=identity")
+    done = summaries(sweep)
+    assert list(done) == ["0_resnet-8-identity"]
+    assert (done["0_resnet-8-identity"]["status"], done["0_resnet-8-identity"]["steps"]) == ("completed", 4)
+    assert list((sweep / ".submitit").iterdir())  # submitit's own job folder: it really went through submitit
+
+
+def test_shipped_slurm_launcher_config_composes_onto_submitit_slurm():
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert (launcher.timeout_min, launcher.gpus_per_node, launcher.cpus_per_task, launcher.partition) == (720, 1, 8, "gpu")
+    assert cfg.hydra.sweep.subdir == "${hydra.job.num}_${run_name}"  # the project's hydra settings stay
+
+
+def test_ddp_trainer_is_lightning_ddp_on_all_gpus():
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=["trainer=ddp"])
+    t = cfg.trainer
+    assert (t._target_, t.strategy, t.devices, t.accelerator, t.max_steps) == (
+        "lightning.pytorch.Trainer", "ddp", "auto", "gpu", 64000)
