@@ -77,10 +77,10 @@ def _sync(device: torch.device) -> None:
 
 
 def _memory_mb(device: torch.device) -> float:
-    """Peak allocated accelerator memory since the last reset, or the process RSS on CPU, MB."""
+    """Peak allocated accelerator memory since the last reset, or the process RSS on CPU, MB (10^6 B)."""
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return psutil.Process().memory_info().rss / 2**20
+        return torch.cuda.max_memory_allocated(device) / 1e6
+    return psutil.Process().memory_info().rss / 1e6
 
 
 def _reset_memory(device: torch.device) -> None:
@@ -242,7 +242,7 @@ class ReferenceLoop:
 
     def worker_rss_mb(self) -> float:
         """Resident memory of the DataLoader workers (separate processes), MB."""
-        return sum(c.memory_info().rss for c in psutil.Process().children()) / 2**20
+        return sum(c.memory_info().rss for c in psutil.Process().children()) / 1e6
 
 
 def peak_gflops(cfg: DictConfig, device: torch.device) -> tuple[float | None, str | None]:
@@ -352,6 +352,7 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
         "flops_per_image": {"forward": fwd, "training": train_flops,
                             "training_rule": f"{TRAIN_FLOPS_PER_FORWARD} x forward",
                             "counted_with": "torch.utils.flop_counter.FlopCounterMode (conv + matmul)"},
+        "dataset_in_memory_mb": sum(x.nbytes + y.nbytes for x, y in datamodule.splits.values()) / 1e6,
         "peak_gflops": peak,
         "peak_source": peak_source,
         "variants": results,
@@ -373,6 +374,7 @@ def format_table(report: dict[str, Any]) -> str:
         f"device: {report['device']}; torch {report['versions']['torch']}, lightning {report['versions']['lightning']}",
         f"FLOPs/image: forward {f['forward'] / 1e9:.4f} GFLOP (counted), training {f['training'] / 1e9:.4f} "
         f"GFLOP ({f['training_rule']})",
+        f"dataset in memory (uint8 train/val/test + labels): {report['dataset_in_memory_mb']:.0f} MB",
         f"protocol: {report['protocol']['rounds']} interleaved windows x {report['protocol']['timed_steps_per_window']} "
         f"timed steps after {report['protocol']['warmup_steps']} warm-up steps; median",
         "",
