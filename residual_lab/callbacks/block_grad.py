@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from residual_lab.callbacks.base import IntervalCallback
-from residual_lab.callbacks.layer_names import blocks, network
+from residual_lab.callbacks.layer_names import blocks, compiled, network
 
 
 def loss_scale(trainer: L.Trainer) -> torch.Tensor | None:
@@ -47,8 +48,13 @@ class BlockInputGradients(IntervalCallback):
         self._norms: dict[int, torch.Tensor] = {}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._blocks = blocks(network(pl_module))
+        net = network(pl_module)
+        self._blocks = blocks(net)
         self.blocks = [tag for tag, _ in self._blocks]
+        self._enabled = not compiled(net)
+        if not self._enabled:
+            rank_zero_warn(f"{type(self).__name__}: the net is torch.compile'd (compile=true), which ignores "
+                           "forward hooks added later; this diagnostic is off for the run.")
 
     def _pre_hook(self, index: int):
         def hook(module, args):
@@ -64,7 +70,7 @@ class BlockInputGradients(IntervalCallback):
         self._handles = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.is_logging_step(trainer):
+        if self._enabled and self.is_logging_step(trainer):
             self._handles = [blk.register_forward_pre_hook(self._pre_hook(i))
                              for i, (_, blk) in enumerate(self._blocks)]
 

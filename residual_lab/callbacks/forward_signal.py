@@ -6,9 +6,10 @@ import math
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from residual_lab.callbacks.base import IntervalCallback
-from residual_lab.callbacks.layer_names import blocks, network
+from residual_lab.callbacks.layer_names import blocks, compiled, network
 
 
 def rms(x: torch.Tensor) -> torch.Tensor:
@@ -43,14 +44,19 @@ class ForwardSignal(IntervalCallback):
         self._values: dict[tuple[str, int], torch.Tensor] = {}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._blocks = blocks(network(pl_module))
+        net = network(pl_module)
+        self._blocks = blocks(net)
         self.blocks = [tag for tag, _ in self._blocks]
+        self._enabled = not compiled(net)
+        if not self._enabled:
+            rank_zero_warn(f"{type(self).__name__}: the net is torch.compile'd (compile=true), which ignores "
+                           "forward hooks added later; this diagnostic is off for the run.")
 
     def _store(self, kind: str, index: int, tensor: torch.Tensor) -> None:
         self._values[kind, index] = rms(tensor)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if not self.is_logging_step(trainer):
+        if not (self._enabled and self.is_logging_step(trainer)):
             return
         for i, (_, blk) in enumerate(self._blocks):
             self._handles += [

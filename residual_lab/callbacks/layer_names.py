@@ -43,6 +43,16 @@ def network(pl_module: L.LightningModule | nn.Module) -> nn.Module:
     return getattr(pl_module, "net", pl_module)
 
 
+def compiled(net: nn.Module) -> bool:
+    """True if ``net.compile()`` was called: its submodules' hooks are then not run.
+
+    torch.compile traces the forward once and, by default
+    (``torch._dynamo.config.skip_nnmodule_hook_guards``), does not re-trace when hooks
+    are added later, so hook-based diagnostics would silently measure nothing.
+    """
+    return getattr(net, "_compiled_call_impl", None) is not None
+
+
 def weighted_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
     """``(tag, module)`` for every conv and linear layer, in network order.
 

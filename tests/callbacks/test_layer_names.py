@@ -40,3 +40,12 @@ def test_projection_shortcut_follows_its_residual_branch():
     assert tags == ["stem.conv", "s1.b0.conv1", "s1.b0.conv2",
                     "s2.b0.conv1", "s2.b0.conv2", "s2.b0.shortcut.conv",
                     "s3.b0.conv1", "s3.b0.conv2", "s3.b0.shortcut.conv", "head.fc"]
+
+
+def test_compiled_nets_are_recognised_so_hook_diagnostics_can_stand_down():
+    from residual_lab.callbacks.layer_names import compiled
+
+    net = CifarResNet(depth=8, shortcut="identity")
+    assert not compiled(net)
+    net.compile()  # lazy: nothing is traced until the first forward
+    assert compiled(net)
