@@ -79,6 +79,16 @@ class ImageClassifier(L.LightningModule):
         if 0 < self.trainer.max_steps <= self.global_step:
             self.trainer.should_stop = True
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The window is a non-persistent buffer; keep it so a resumed run reports the
+        # same final training error as an uninterrupted one.
+        checkpoint["train_window"] = {"values": self._window.cpu(), "filled": self._window_filled}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "train_window" in checkpoint:
+            self._window = checkpoint["train_window"]["values"].to(self._window.device)
+            self._window_filled = int(checkpoint["train_window"]["filled"])
+
     def train_window(self) -> dict[str, float]:
         """Mean train loss and error (%) over the last logging window (syncs: call rarely)."""
         loss, error = self._window[:, : max(1, self._window_filled)].mean(1).tolist()

@@ -2,6 +2,11 @@
 
     python -m residual_lab.run depth=56 shortcut=identity
     python -m residual_lab.run -m depth=20,32,44,56 shortcut=none,identity
+    python -m residual_lab.run resume=<run dir>          # continue an interrupted run
+
+Every run ends with a summary.json whose ``status`` says how it ended: ``completed``,
+``diverged`` (NaN/inf loss; exits 0 so a sweep goes on), ``interrupted`` (SIGINT/SIGTERM;
+resumable) or ``failed`` (an error; in a sweep the other jobs go on).
 """
 
 from __future__ import annotations
@@ -10,32 +15,51 @@ import logging
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
-import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from residual_lab.callbacks import IntervalCallback, TrainSpeed
+from residual_lab.callbacks.run_guard import Diverged, Interrupted, RunGuard
 from residual_lab.errors import UserFacingError
-from residual_lab.summary import config_fields, write_summary
+from residual_lab.summary import SUMMARY_FILE, config_fields, write_summary
+from residual_lab.validation import check_checkpoint_matches, validate_config
 
 log = logging.getLogger(__name__)
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
-def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule, L.Trainer]:
+def _instantiate(node: DictConfig, **kwargs: Any) -> Any:
+    """``instantiate``, with a ValueError from the target (bad depth, unknown shortcut...) turned
+    into a UserFacingError: its message already names the value and the valid choices."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, (ValueError, UserFacingError)):
+            raise UserFacingError(str(cause)) from None
+        raise
+
+
+def build(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> tuple[L.LightningModule, L.LightningDataModule, L.Trainer]:
     """Instantiate the module, data and trainer a config describes (no training)."""
-    net = instantiate(cfg.model)
-    module = instantiate(cfg.task, net=net, optimizer=instantiate(cfg.optimizer),
-                         scheduler=instantiate(cfg.scheduler))
-    datamodule = instantiate(cfg.data)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    validate_config(cfg)
+    net = _instantiate(cfg.model)
+    module = _instantiate(cfg.task, net=net, optimizer=_instantiate(cfg.optimizer),
+                          scheduler=_instantiate(cfg.scheduler))
+    datamodule = _instantiate(cfg.data)
+    callbacks = [_instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    loggers = [_instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    trainer = _instantiate(cfg.trainer, callbacks=[*callbacks, *extra_callbacks], logger=loggers or False)
     return module, datamodule, trainer
 
 
@@ -43,22 +67,49 @@ def _find(trainer: L.Trainer, cls: type) -> Any:
     return next((c for c in trainer.callbacks if isinstance(c, cls)), None)
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train, validate and test one network; return (and write) its summary."""
+def _resume_checkpoint(output_dir: Path) -> str | None:
+    """The newest of ``interrupted.ckpt`` and ``last.ckpt`` in a run's checkpoint folder."""
+    candidates = [p for p in (output_dir / "checkpoints" / n for n in ("interrupted.ckpt", "last.ckpt")) if p.exists()]
+    return str(max(candidates, key=lambda p: p.stat().st_mtime)) if candidates else None
+
+
+def train(cfg: DictConfig, resume: bool = False) -> dict[str, Any]:
+    """Train, validate and test one network; return (and write) its summary.
+
+    Args:
+        cfg: the composed config.
+        resume: continue from the newest checkpoint in ``cfg.paths.output_dir``.
+    """
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     start = time.perf_counter()
-    module, datamodule, trainer = build(cfg)
+    guard = RunGuard(str(output_dir / "checkpoints"), check_every_n_steps=cfg.trainer.log_every_n_steps)
+    module, datamodule, trainer = build(cfg, extra_callbacks=[guard])
     params = sum(p.numel() for p in module.net.parameters())
+    ckpt_path = _resume_checkpoint(output_dir) if resume else None
+    if resume and ckpt_path is None:
+        raise UserFacingError(f"nothing to resume: no checkpoint in {output_dir / 'checkpoints'}")
+    if ckpt_path:
+        check_checkpoint_matches(module, ckpt_path)
+        log.info("resuming %s from %s", cfg.run_name, ckpt_path)
     log.info("%s: %d parameters, output in %s", cfg.run_name, params, output_dir)
 
-    trainer.fit(module, datamodule=datamodule)
-    val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    status, reason, test, diverged_at = "completed", None, {}, None
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except Diverged as err:
+        status, reason, diverged_at = "diverged", f"{err} (stopped at step {trainer.global_step})", err.step
+    except Interrupted as err:
+        status, reason = "interrupted", str(err)
     ckpt = trainer.checkpoint_callback
     best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
-    # Test the best-validation checkpoint (never chosen on test), else the final weights.
-    test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)[0]
+    val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    if status == "completed":
+        trainer.save_checkpoint(output_dir / "checkpoints" / "last.ckpt")
+        (output_dir / "checkpoints" / "interrupted.ckpt").unlink(missing_ok=True)
+        # Test the best-validation checkpoint (never chosen on test), else the final weights.
+        test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)[0]
 
     speed = _find(trainer, TrainSpeed)
     summary = {
@@ -75,34 +126,88 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "test_accuracy": test.get("test/accuracy"),
         "test_recall_macro": test.get("test/recall"),
         "test_f1_macro": test.get("test/f1"),
-        "tested_checkpoint": "best-val" if best else "final",
+        "tested_checkpoint": ("best-val" if best else "final") if test else None,
         "best_checkpoint": best,
         "wall_time_s": time.perf_counter() - start,
         "train_images_per_s": speed.images_per_s if speed else None,
-        "status": "completed",
+        "status": status,
+        "reason": reason,
+        "resumed_from": ckpt_path,
         "output_dir": str(output_dir),
         "diagnostics": {c.summary_key: c.summary() for c in trainer.callbacks if isinstance(c, IntervalCallback)},
     }
-    for lg in trainer.loggers:
-        lg.log_hyperparams({k: summary[k] for k in ("depth", "shortcut", "block", "width", "norm", "seed",
-                                                    "params", "lr", "batch_size", "max_steps")},
-                           {"hp/train_error": summary["train_error"], "hp/val_error": summary["val_error"] or -1,
-                            "hp/test_error": summary["test_error"]})
+    if diverged_at is not None:
+        summary["steps"] = diverged_at  # the step the loss went non-finite, not the step it was seen
+    if status == "completed":
+        for lg in trainer.loggers:
+            lg.log_hyperparams({k: summary[k] for k in ("depth", "shortcut", "block", "width", "norm", "seed",
+                                                        "params", "lr", "batch_size", "max_steps")},
+                               {"hp/train_error": summary["train_error"], "hp/val_error": summary["val_error"] or -1,
+                                "hp/test_error": summary["test_error"]})
     write_summary(output_dir, summary)
-    log.info("%s: train error %.2f%%, val error %s, test error %.2f%%", cfg.run_name,
-             summary["train_error"], summary["val_error"], summary["test_error"])
+    log.info("%s %s after %d steps: train error %.2f%%, test error %s", cfg.run_name, status,
+             summary["steps"], summary["train_error"], summary["test_error"])
     return summary
+
+
+def _write_failure(cfg: DictConfig, err: BaseException) -> None:
+    """summary.json with status ``failed`` and the error, so a sweep's report lists the run."""
+    try:
+        output_dir = Path(cfg.paths.output_dir)
+        fields = {**config_fields(cfg), "status": "failed", "reason": f"{type(err).__name__}: {err}",
+                  "steps": None, "output_dir": str(output_dir)}
+        write_summary(output_dir, fields)
+    except Exception:  # the failure report must never mask the failure itself
+        log.exception("could not write the failure summary")
+
+
+def load_run_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
+    """A finished or interrupted run's own config, plus plain ``key=value`` overrides
+    (e.g. ``trainer.max_steps=2000`` to extend it), writing back into ``run_dir``."""
+    run_dir = Path(run_dir).expanduser().resolve()
+    saved = run_dir / ".hydra" / "config.yaml"
+    if not saved.exists():
+        raise UserFacingError(f"resume={run_dir}: no .hydra/config.yaml there; point resume at a run "
+                              f"directory (it holds summary.json, checkpoints/ and .hydra/)")
+    cfg = OmegaConf.load(saved)
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if override.is_package_override() or "/" in override.key_or_group or (
+                OmegaConf.select(cfg, override.key_or_group) is not None
+                and OmegaConf.is_dict(OmegaConf.select(cfg, override.key_or_group))):
+            raise UserFacingError(f"resume accepts only key=value overrides of plain values, "
+                                  f"not {override.input_line!r}")
+        OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True, force_add=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+        cfg.resume = None
+    return cfg
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    resume = cfg.get("resume")
     try:
-        return train(cfg)["test_error"]
+        if resume:
+            overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
+            cfg = load_run_config(resume, overrides)
+        return train(cfg, resume=bool(resume))["test_error"]
     except UserFacingError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
+        if not resume:
+            _write_failure(cfg, err)
         print(f"\nresidual_lab: {err}\n", file=sys.stderr)
+        if multirun:
+            return None
         sys.exit(2)
+    except Exception as err:
+        _write_failure(cfg, err)
+        if not multirun:
+            raise
+        # One failing job must not stop the sweep: record it and let the launcher go on.
+        log.error("%s failed:\n%s", cfg.get("run_name"), traceback.format_exc())
+        return None
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ class InMemoryDataModule(L.LightningDataModule):
         self.pad, self.flip, self.device_resident = pad, flip, device_resident
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
         self._train_loader: IndexBatchLoader | None = None
-        self._loader_epoch = 0
+        self._generator: torch.Generator | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
@@ -111,7 +111,6 @@ class InMemoryDataModule(L.LightningDataModule):
                                   f"{len(y)} training images")
         self._train_loader = IndexBatchLoader(x, y, self.batch_size, shuffle=True, drop_last=True,
                                               seed=self.shuffle_seed)
-        self._train_loader.epoch = self._loader_epoch
         return self._train_loader
 
     def val_dataloader(self) -> IndexBatchLoader | list:
@@ -125,14 +124,16 @@ class InMemoryDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
         if self.trainer is not None and self.trainer.training:
-            images = random_crop_flip(images, self.pad, self.flip) if self.pad or self.flip else images
+            self._train_loader.mark_consumed()
+            if self.pad or self.flip:
+                images = random_crop_flip(images, self.pad, self.flip, self._augment_generator(images.device))
         if self.mean.device != images.device:  # once, not per step
             self.mean, self.std = self.mean.to(images.device), self.std.to(images.device)
         return normalize(images, self.mean, self.std), labels
 
-    def state_dict(self) -> dict:
-        epoch = self._train_loader.epoch if self._train_loader is not None else self._loader_epoch
-        return {"loader_epoch": epoch}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self._loader_epoch = state_dict["loader_epoch"]
+    def _augment_generator(self, device: torch.device) -> torch.Generator:
+        """A generator seeded by (shuffle_seed, global step): crops and flips are a function
+        of the step, so a resumed run draws the same ones as an uninterrupted run."""
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device)
+        return self._generator.manual_seed(self.shuffle_seed * 1_000_003 + self.trainer.global_step)
