@@ -29,17 +29,26 @@ def _log10(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def grad_norm_heatmap(steps: Sequence[int], layers: Sequence[str], norms: np.ndarray, title: str = "") -> Figure:
+def grad_norm_heatmap(steps: Sequence[int], layers: Sequence[str], norms: np.ndarray, title: str = "",
+                      min_decades: float = 3.0) -> Figure:
     """log10 weight-gradient norm, layers (input at the bottom) x logged steps.
 
     Args:
         steps: logged optimizer steps (x), length S.
         layers: layer tags in network order (y, bottom to top), length L.
         norms: array of shape (S, L).
+        min_decades: smallest colour range, in decades of gradient norm.
     """
+    values = _log10(norms).T
+    # At least `min_decades` of colour range around the median, so a flat (residual) net
+    # looks flat and a vanishing one striped, whatever its overall scale.
+    mid = float(np.nanmedian(values)) if np.isfinite(values).any() else 0.0
+    vmin = min(np.nanmin(values, initial=mid), mid - min_decades / 2)
+    vmax = max(np.nanmax(values, initial=mid), mid + min_decades / 2)
     fig = Figure(figsize=(7, 5), dpi=80)
     ax = fig.add_subplot()
-    image = ax.imshow(_log10(norms).T, origin="lower", aspect="auto", interpolation="nearest", cmap="viridis")
+    image = ax.imshow(values, origin="lower", aspect="auto", interpolation="nearest", cmap="viridis",
+                      vmin=vmin, vmax=vmax)
     fig.colorbar(image, ax=ax, label="log10 ||dL/dW||")
     every = max(1, len(layers) // 20)
     ax.set_yticks(range(0, len(layers), every), layers[::every], fontsize=6)
