@@ -82,7 +82,7 @@ def problems_markdown(runs: list[Run]) -> str:
         else:
             status = r.status
             step = r.summary.get("steps", "–")
-            reason = r.summary.get("error") or r.summary.get("reason") or "–"
+            reason = r.summary.get("reason") or r.summary.get("error") or "–"  # run.py writes `reason`
         reason = str(reason).replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {r.name} | {r.get('seed', '–')} | {status} | {step} | {reason} | `{r.path.name}` |")
     return "\n".join(lines)

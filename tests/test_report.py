@@ -116,17 +116,28 @@ def test_a_run_deleted_outright_leaves_the_others(copy_of):
 
 
 def test_diverged_run_is_flagged_with_its_step_and_reason_not_averaged(copy_of):
-    # A copy of a run directory with the summary a diverged run writes (status, steps, error).
+    # A copy of a run directory with the summary a diverged run writes (status, steps, reason).
     src, dst = copy_of / "1_resnet-8-identity", copy_of / "4_resnet-8-identity"
     shutil.copytree(src, dst)
     summary = json.loads((dst / "summary.json").read_text())
-    summary.update(status="diverged", steps=7, seed=1, error="loss is nan at step 7", test_error=None)
+    summary.update(status="diverged", steps=7, seed=1, reason="loss is nan at step 7", test_error=None)
     (dst / "summary.json").write_text(json.dumps(summary))
     report = write_report(copy_of).read_text()
     assert "| resnet-8-identity | 1 | diverged | 7 | loss is nan at step 7 | `4_resnet-8-identity` |" in report
     assert len(table_lines(report)) == 4  # not averaged into resnet-8's row
     resnet8 = next(r for r in aggregate(find_runs(copy_of)) if r.key["run_name"] == "resnet-8-identity")
     assert resnet8.n == 1
+
+
+def test_a_really_diverged_run_is_listed_with_its_status_and_step(copy_of):
+    # lr 1e6 without normalisation: the loss is non-finite within a few steps; run.py stops the
+    # run, writes status `diverged` and exits 0 so a sweep would go on.
+    run_sweep(copy_of / "diverged", "depth=8", "shortcut=none", "norm=none", "optimizer.lr=1e6")
+    (diverged,) = find_runs(copy_of / "diverged")
+    assert diverged.status == "diverged" and diverged.summary["steps"] < 10
+    report = write_report(copy_of).read_text()
+    assert f"| plain-8-norm_none | 0 | diverged | {diverged.summary['steps']} | training loss became" in report
+    assert "5 runs: 4 completed, 1 diverged." in report and len(table_lines(report)) == 4
 
 
 def test_report_on_a_single_run_directory(sweep, tmp_path):
