@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from residual_lab.callbacks import IntervalCallback, TrainSpeed
 from residual_lab.callbacks.run_guard import Diverged, Interrupted, RunGuard
 from residual_lab.errors import UserFacingError
+from residual_lab.io import atomic_write
 from residual_lab.summary import SUMMARY_FILE, config_fields, write_summary
 from residual_lab.validation import check_checkpoint_matches, validate_config
 
@@ -82,6 +83,8 @@ def train(cfg: DictConfig, resume: bool = False) -> dict[str, Any]:
     """
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    # .hydra/config.yaml keeps the interpolations (resume rebuilds from it); this is what ran.
+    atomic_write(output_dir / "config_resolved.yaml", lambda f: f.write(OmegaConf.to_yaml(cfg, resolve=True)))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     start = time.perf_counter()
     guard = RunGuard(str(output_dir / "checkpoints"), check_every_n_steps=cfg.trainer.log_every_n_steps)
