@@ -304,23 +304,26 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
     seconds: dict[str, list[float]] = {n: [] for n in variants}
     memory: dict[str, float] = {n: 0.0 for n in variants}
     names = list(variants)
+    # The reference has no diagnostics, so its windows need not span a diagnostic interval.
+    steps = {n: b.reference_steps if n == "reference" and b.get("reference_steps") else b.steps for n in names}
     for r in range(b.rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
-            s, m = variants[name].window(b.warmup_steps, b.steps)
+            s, m = variants[name].window(b.warmup_steps, steps[name])
             seconds[name].append(s)
             memory[name] = max(memory[name], m)
-            log.info("round %d/%d %s: %.1f images/s", r + 1, b.rounds, name, b.steps * batch / s)
+            log.info("round %d/%d %s: %.1f images/s", r + 1, b.rounds, name, steps[name] * batch / s)
 
     results: dict[str, Any] = {}
     for name in names:
-        ips = [b.steps * batch / s for s in seconds[name]]
+        ips = [steps[name] * batch / s for s in seconds[name]]
         med = statistics.median(ips)
         gflops = med * train_flops / 1e9
         row = {
             "label": VARIANT_LABELS[name],
             "images_per_s": med,
             "images_per_s_windows": ips,
+            "timed_steps_per_window": steps[name],
             "achieved_gflops": gflops,
             "fraction_of_peak": gflops / peak if peak else None,
             "peak_memory_mb": memory[name],
@@ -347,7 +350,8 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
                    "data": cfg.data.source._target_.rsplit(".", 1)[-1], "compile": cfg.compile,
                    "channels_last": cfg.task.channels_last,
                    "diagnostics_every_n_steps": cfg.diagnostics.every_n_steps},
-        "protocol": {"warmup_steps": b.warmup_steps, "timed_steps_per_window": b.steps, "rounds": b.rounds,
+        "protocol": {"warmup_steps": b.warmup_steps, "timed_steps_per_window": b.steps,
+                     "reference_timed_steps_per_window": steps.get("reference"), "rounds": b.rounds,
                      "statistic": "median over windows"},
         "flops_per_image": {"forward": fwd, "training": train_flops,
                             "training_rule": f"{TRAIN_FLOPS_PER_FORWARD} x forward",
@@ -375,8 +379,9 @@ def format_table(report: dict[str, Any]) -> str:
         f"FLOPs/image: forward {f['forward'] / 1e9:.4f} GFLOP (counted), training {f['training'] / 1e9:.4f} "
         f"GFLOP ({f['training_rule']})",
         f"dataset in memory (uint8 train/val/test + labels): {report['dataset_in_memory_mb']:.0f} MB",
-        f"protocol: {report['protocol']['rounds']} interleaved windows x {report['protocol']['timed_steps_per_window']} "
-        f"timed steps after {report['protocol']['warmup_steps']} warm-up steps; median",
+        f"protocol: {report['protocol']['rounds']} interleaved windows per variant of "
+        + ", ".join(f"{n} {row['timed_steps_per_window']}" for n, row in report["variants"].items())
+        + f" timed steps, each after {report['protocol']['warmup_steps']} warm-up steps; median",
         "",
         f"{'variant':<66} {'images/s':>9} {'GFLOP/s':>8} {'% peak':>7} {'peak MB':>8}  windows (images/s)",
     ]

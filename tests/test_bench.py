@@ -20,7 +20,7 @@ from residual_lab.run import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["experiment=smoke", "~callbacks.progress_bar", "bench.steps=3", "bench.warmup_steps=1",
-        "bench.rounds=2", "bench.reference_workers=1"]
+        "bench.rounds=2", "bench.reference_workers=1", "bench.reference_steps=2"]
 
 
 def _resnet8_forward_flops() -> int:
@@ -54,13 +54,15 @@ def test_bench_runs_end_to_end_and_writes_all_three_variants(tmp_path):
 
     assert sorted(report["variants"]) == ["full", "no_diagnostics", "reference"]
     assert report["config"]["depth"] == 8 and report["config"]["batch_size"] == 64
-    assert report["protocol"] == {"warmup_steps": 1, "timed_steps_per_window": 3, "rounds": 2,
+    assert report["protocol"] == {"warmup_steps": 1, "timed_steps_per_window": 3,
+                                  "reference_timed_steps_per_window": 2, "rounds": 2,
                                   "statistic": "median over windows"}
     flops = report["flops_per_image"]
     assert flops["forward"] == 24_478_976 and flops["training"] == TRAIN_FLOPS_PER_FORWARD * 24_478_976
     assert report["peak_gflops"] == 50 and report["peak_source"] == "bench.peak_gflops"
     for row in report["variants"].values():
         assert len(row["images_per_s_windows"]) == 2 and min(row["images_per_s_windows"]) > 0
+        assert row["timed_steps_per_window"] == (2 if row is report["variants"]["reference"] else 3)
         assert row["images_per_s"] == statistics.median(row["images_per_s_windows"])
         assert row["achieved_gflops"] == pytest.approx(row["images_per_s"] * flops["training"] / 1e9)
         assert row["fraction_of_peak"] == pytest.approx(row["achieved_gflops"] / 50)
