@@ -25,6 +25,7 @@ from residual_lab.analysis.tables import fmt_mean_std
 from residual_lab.io import atomic_write
 
 CURVES_PNG, PROFILES_PNG, REPORT_MD = "curves.png", "profiles.png", "report.md"
+PAPER_STEPS = 64000  # He et al. 2015 sec. 4.2 (conf/budget/paper.yaml)
 
 
 def save_figure(fig, path: Path, dpi: int = 90) -> Path:
@@ -66,7 +67,27 @@ def table_markdown(rows: list[Row]) -> str:
             f"| {fmt_mean_std(row.mean('test_error'), row.std('test_error'))} | {paper} "
             f"| {'–' if diff is None else f'{diff:+.2f}'} | {source} |")
     cited = sorted({row.reference["paper"] for row in rows if row.reference})
-    lines += [""] + [f"{key.replace('he', 'He et al. ')}: {papers[key]}.  " for key in cited]
+    lines += [""] + [f"{papers[key]}.  " for key in cited]
+    return "\n".join(lines)
+
+
+def degradation_markdown(rows: list[Row]) -> str:
+    """He et al. 2015 Fig. 6's two claims, checked on our final training errors (mean over seeds):
+    the deepest plain net trains worse than the shallowest, and at each depth the residual
+    net (identity shortcuts) trains better than the plain one. Empty if the sweep has no plain nets."""
+    base = [r for r in rows if r.key["block"] == "basic" and r.key["norm"] == "batch" and int(r.key["width"]) == 16]
+    plain = {int(r.key["depth"]): r for r in base if r.key["shortcut"] == "none"}
+    resnet = {int(r.key["depth"]): r for r in base if r.key["shortcut"] == "identity"}
+    lines = []
+    if len(plain) >= 2:
+        lo, hi = plain[min(plain)], plain[max(plain)]
+        a, b = lo.mean("train_error"), hi.mean("train_error")
+        lines.append(f"- plain-{max(plain)} train error {b:.2f}% vs plain-{min(plain)} {a:.2f}%: deeper plain net "
+                     f"{'trains WORSE (degradation, as in Fig. 6)' if b > a else 'trains better (no degradation seen)'}.")
+    for depth in sorted(set(plain) & set(resnet)):
+        p, r = plain[depth].mean("train_error"), resnet[depth].mean("train_error")
+        lines.append(f"- depth {depth}: ResNet train error {r:.2f}% vs plain {p:.2f}%: ResNet "
+                     f"{'lower (as in Fig. 6)' if r < p else 'NOT lower'}.")
     return "\n".join(lines)
 
 
@@ -98,9 +119,13 @@ def setup_markdown(runs: list[Run]) -> str:
         counts = Counter(str(r.summary.get(key)) for r in done)
         return ", ".join(f"{v}" if len(counts) == 1 else f"{v} ({n} runs)" for v, n in counts.items())
 
-    return (f"steps (trainer.max_steps): {values('max_steps')}; batch: {values('batch_size')}; "
+    text = (f"steps (trainer.max_steps): {values('max_steps')}; batch: {values('batch_size')}; "
             f"data: {values('data')}; optimizer: {values('optimizer')} lr {values('lr')}; "
             f"precision: {values('precision')}.")
+    if any(r.summary.get("max_steps") != PAPER_STEPS for r in done):
+        text += (f"  \n**Not the paper's schedule** ({PAPER_STEPS} steps): differences from the paper's "
+                 "figures measure the shorter budget, not the implementation.")
+    return text
 
 
 def write_report(root: str | Path, out: str | Path | None = None) -> Path:
@@ -125,6 +150,10 @@ def write_report(root: str | Path, out: str | Path | None = None) -> Path:
         "",
         table_markdown(rows) if rows else "No completed runs yet.",
         "",
+    ]
+    if check := degradation_markdown(rows):
+        parts += ["### Fig. 6 in numbers (final training error, mean over seeds)", "", check, ""]
+    parts += [
         "## Runs that did not complete",
         "",
         problems_markdown(runs),

@@ -212,3 +212,19 @@ def test_notebook_runs_on_a_sweep(sweep, monkeypatch):
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "runs: 4 (completed: 4)" in outputs
     assert "plain-14" in outputs and "resnet-14-identity" in outputs
+
+
+def test_fig6_claims_are_checked_on_mean_training_error(tmp_path):
+    from residual_lab.report import degradation_markdown
+
+    def net(depth, shortcut, seed, train_error):
+        name = f"plain-{depth}" if shortcut == "none" else f"resnet-{depth}-identity"
+        return fake_run(tmp_path, seed, 50.0, run_name=name, depth=depth, shortcut=shortcut, train_error=train_error)
+
+    rows = aggregate([net(20, "none", 0, 40.0), net(20, "none", 1, 42.0), net(56, "none", 0, 50.0),
+                      net(56, "identity", 0, 30.0), net(20, "identity", 0, 45.0)])
+    assert degradation_markdown(rows).splitlines() == [
+        "- plain-56 train error 50.00% vs plain-20 41.00%: deeper plain net trains WORSE (degradation, as in Fig. 6).",
+        "- depth 20: ResNet train error 45.00% vs plain 41.00%: ResNet NOT lower.",
+        "- depth 56: ResNet train error 30.00% vs plain 50.00%: ResNet lower (as in Fig. 6).",
+    ]
