@@ -120,10 +120,18 @@ class CifarResNet(nn.Module):
         self.reset_parameters(zero_init_residual)
 
     def reset_parameters(self, zero_init_residual: bool = False) -> None:
-        """Kaiming-normal convs and linear (He et al. 2015 sec. 3.4), BN weight 1, bias 0."""
+        """Kaiming-normal convs and linear (He et al. 2015 sec. 3.4), BN weight 1, bias 0.
+
+        ``fan_in`` mode (the forward case of He et al. 2015b, "Delving Deep into
+        Rectifiers", eq. 10; as the widely used CIFAR reproductions do): it keeps the
+        forward signal's scale, which matters at the classifier. With ``fan_out`` the
+        64 -> 10 linear layer gets 2.5x larger weights, ResNet-56's initial logits have a
+        std of ~10 (loss ~16 instead of ~6.6), and at lr 0.1 its first steps blew the
+        net up to chance error for the rest of a 500-step run.
+        """
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):

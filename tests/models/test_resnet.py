@@ -108,8 +108,9 @@ def test_zero_init_is_refused_by_plain_blocks():
 def test_init_is_kaiming_normal_and_bn_is_one_zero():
     torch.manual_seed(0)
     net = CifarResNet(depth=56, shortcut="identity")
-    conv = net.stages[2].blocks[3].residual.conv1  # fan_out = 64 * 3 * 3
-    assert conv.weight.std().item() == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.05)
+    conv = net.stages[1].blocks[0].residual.conv1  # 16 -> 32 channels: fan_in = 16 * 3 * 3
+    assert conv.weight.std().item() == pytest.approx((2 / (16 * 9)) ** 0.5, rel=0.05)
+    assert net.head.fc.weight.std().item() == pytest.approx((2 / 64) ** 0.5, rel=0.1)
     bn = net.stages[0].blocks[0].residual.bn2
     assert torch.equal(bn.weight, torch.ones(16)) and torch.equal(bn.bias, torch.zeros(16))
 
