@@ -62,7 +62,7 @@ class _SignalAt(L.Callback):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_interrupted_run_resumes_to_the_same_metrics_as_an_uninterrupted_one(make_cfg, tmp_path, signum, monkeypatch):
-    overrides = (*FAST, "deterministic=true", "trainer.max_steps=36", "trainer.val_check_interval=12")
+    overrides = (*FAST, "deterministic=true", "trainer.max_steps=24", "trainer.val_check_interval=12")
     straight = train(make_cfg(*overrides, output_dir=tmp_path / "straight"))
 
     cfg = make_cfg(*overrides, output_dir=tmp_path / "cut")
@@ -72,14 +72,14 @@ def test_interrupted_run_resumes_to_the_same_metrics_as_an_uninterrupted_one(mak
 
     real_build = run_module.build
     monkeypatch.setattr(run_module, "build", lambda c, extra_callbacks=(): real_build(
-        c, extra_callbacks=[_SignalAt(17, signum), *extra_callbacks]))  # mid-epoch (28 batches/epoch)
+        c, extra_callbacks=[_SignalAt(13, signum), *extra_callbacks]))  # mid-epoch (28 batches/epoch)
     cut = train(cfg)
-    assert cut["status"] == "interrupted" and cut["steps"] == 17
+    assert cut["status"] == "interrupted" and cut["steps"] == 13
     assert (tmp_path / "cut" / "checkpoints" / "interrupted.ckpt").exists()
     monkeypatch.setattr(run_module, "build", real_build)
 
     resumed = train(load_run_config(tmp_path / "cut", []), resume=True)
-    assert resumed["status"] == "completed" and resumed["steps"] == 36
+    assert resumed["status"] == "completed" and resumed["steps"] == 24
     for key in ("train_error", "train_loss", "val_error", "val_loss", "test_error", "test_loss"):
         assert resumed[key] == straight[key], key
     assert not (tmp_path / "cut" / "checkpoints" / "interrupted.ckpt").exists()
@@ -108,7 +108,7 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
 def test_a_killed_sweep_job_leaves_the_others_intact_and_resumes_to_completion(tmp_path):
     """Fault injection: three jobs of a sweep as separate processes (as the joblib and
     submitit launchers run them); job 1 gets SIGKILL after its first periodic checkpoint."""
-    common = ["experiment=smoke", "trainer.max_steps=60", "callbacks.last_checkpoint.every_n_train_steps=10",
+    common = ["experiment=smoke", "trainer.max_steps=40", "callbacks.last_checkpoint.every_n_train_steps=10",
               "trainer.val_check_interval=20", *FAST, "~callbacks.progress_bar"]
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | {"OMP_NUM_THREADS": "1"}
     jobs = [subprocess.Popen([sys.executable, "-m", "residual_lab.run", *common, f"seed={i}",
@@ -124,15 +124,15 @@ def test_a_killed_sweep_job_leaves_the_others_intact_and_resumes_to_completion(t
     assert jobs[0].wait(timeout=300) == 0 and jobs[2].wait(timeout=300) == 0
     for i in (0, 2):
         s = _summary(tmp_path / f"{i}_job")
-        assert s["status"] == "completed" and s["steps"] == 60 and s["seed"] == i
-        assert torch.load(tmp_path / f"{i}_job" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 60
+        assert s["status"] == "completed" and s["steps"] == 40 and s["seed"] == i
+        assert torch.load(tmp_path / f"{i}_job" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 40
     assert not (victim / "summary.json").exists()  # killed: no summary, and no half-written one
     assert not list(victim.glob(".summary.json.*"))
 
     proc = _cli(f"resume={victim}", f"hydra.run.dir={tmp_path / 'resume_log'}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     s = _summary(victim)
-    assert s["status"] == "completed" and s["steps"] == 60 and s["seed"] == 1
+    assert s["status"] == "completed" and s["steps"] == 40 and s["seed"] == 1
     assert s["resumed_from"].endswith("last.ckpt")
 
 
