@@ -174,7 +174,7 @@ def load_run_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
                               f"directory (it holds summary.json, checkpoints/ and .hydra/)")
     cfg = OmegaConf.load(saved)
     for override in OverridesParser.create().parse_overrides(overrides):
-        if override.is_package_override() or "/" in override.key_or_group or (
+        if override.package is not None or "/" in override.key_or_group or (
                 OmegaConf.select(cfg, override.key_or_group) is not None
                 and OmegaConf.is_dict(OmegaConf.select(cfg, override.key_or_group))):
             raise UserFacingError(f"resume accepts only key=value overrides of plain values, "
