@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
+
+from residual_lab.callbacks.layer_names import blocks, compiled, network
 
 
 class IntervalCallback(L.Callback):
@@ -53,3 +56,17 @@ class IntervalCallback(L.Callback):
     def summary(self) -> dict[str, Any]:
         """The latest measurement, for summary.json (empty if none was taken)."""
         return dict(self.latest)
+
+
+class BlockHookCallback(IntervalCallback):
+    """A diagnostic that hooks every block's forward: knows the blocks in network order and
+    stands down on a ``torch.compile``'d net, whose forward ignores hooks added later."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        net = network(pl_module)
+        self._blocks = blocks(net)
+        self.blocks = [tag for tag, _ in self._blocks]
+        self._enabled = not compiled(net)
+        if not self._enabled:
+            rank_zero_warn(f"{type(self).__name__}: the net is torch.compile'd (compile=true), which ignores "
+                           "forward hooks added later; this diagnostic is off for the run.")

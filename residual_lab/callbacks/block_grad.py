@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 
-from residual_lab.callbacks.base import IntervalCallback
-from residual_lab.callbacks.layer_names import blocks, compiled, network
+from residual_lab.callbacks.base import BlockHookCallback
 
 
 def loss_scale(trainer: L.Trainer) -> torch.Tensor | None:
@@ -22,7 +20,7 @@ def loss_scale(trainer: L.Trainer) -> torch.Tensor | None:
     return scaler._get_scale_async()
 
 
-class BlockInputGradients(IntervalCallback):
+class BlockInputGradients(BlockHookCallback):
     """L2 norm of dL/dx_l at the input x_l of every block, and the ratio first / last block.
 
     For a residual net dL/dx_l = dL/dx_L (1 + d/dx_l sum_i F_i) (He et al. 2016,
@@ -46,15 +44,6 @@ class BlockInputGradients(IntervalCallback):
         self.blocks: list[str] = []
         self._handles: list = []
         self._norms: dict[int, torch.Tensor] = {}
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        net = network(pl_module)
-        self._blocks = blocks(net)
-        self.blocks = [tag for tag, _ in self._blocks]
-        self._enabled = not compiled(net)
-        if not self._enabled:
-            rank_zero_warn(f"{type(self).__name__}: the net is torch.compile'd (compile=true), which ignores "
-                           "forward hooks added later; this diagnostic is off for the run.")
 
     def _pre_hook(self, index: int):
         def hook(module, args):

@@ -6,10 +6,8 @@ import math
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 
-from residual_lab.callbacks.base import IntervalCallback
-from residual_lab.callbacks.layer_names import blocks, compiled, network
+from residual_lab.callbacks.base import BlockHookCallback
 
 
 def rms(x: torch.Tensor) -> torch.Tensor:
@@ -18,7 +16,7 @@ def rms(x: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(x.detach(), dtype=torch.float64) / math.sqrt(max(1, x.numel()))
 
 
-class ForwardSignal(IntervalCallback):
+class ForwardSignal(BlockHookCallback):
     """Per block: RMS of its input x, of its residual-branch output F(x), of its output.
 
     Logs ``signal/rms_in/<block>``, ``signal/rms_residual/<block>``, ``signal/rms_out/<block>``
@@ -42,15 +40,6 @@ class ForwardSignal(IntervalCallback):
         self.blocks: list[str] = []
         self._handles: list = []
         self._values: dict[tuple[str, int], torch.Tensor] = {}
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        net = network(pl_module)
-        self._blocks = blocks(net)
-        self.blocks = [tag for tag, _ in self._blocks]
-        self._enabled = not compiled(net)
-        if not self._enabled:
-            rank_zero_warn(f"{type(self).__name__}: the net is torch.compile'd (compile=true), which ignores "
-                           "forward hooks added later; this diagnostic is off for the run.")
 
     def _store(self, kind: str, index: int, tensor: torch.Tensor) -> None:
         self._values[kind, index] = rms(tensor)
