@@ -8,12 +8,13 @@ import lightning as L
 import torch
 
 from residual_lab.callbacks.base import BlockHookCallback
+from residual_lab.callbacks.norms import l2_norm
 
 
 def rms(x: torch.Tensor) -> torch.Tensor:
-    """Root mean square over all elements of a batch tensor (0-dim, float64: a float32 sum
-    over a 1M-element activation is off by about 1e-5 relative)."""
-    return torch.linalg.vector_norm(x.detach(), dtype=torch.float64) / math.sqrt(max(1, x.numel()))
+    """Root mean square over all elements of a batch tensor (0-dim float64; see
+    :func:`~residual_lab.callbacks.norms.l2_norm` for why not a plain ``vector_norm``)."""
+    return l2_norm(x) / math.sqrt(max(1, x.numel()))
 
 
 class ForwardSignal(BlockHookCallback):

@@ -8,6 +8,7 @@ import torch
 
 from residual_lab.callbacks.base import IntervalCallback
 from residual_lab.callbacks.layer_names import group_of, network, weighted_layers
+from residual_lab.callbacks.norms import l2_norm
 
 
 class GradNorms(IntervalCallback):
@@ -51,7 +52,7 @@ class GradNorms(IntervalCallback):
     def measure(self) -> torch.Tensor:
         """[per-layer norms..., per-group norms..., total] as one device tensor."""
         layer = torch.stack([
-            torch.linalg.vector_norm(m.weight.grad, dtype=torch.float64) if m.weight.grad is not None
+            l2_norm(m.weight.grad) if m.weight.grad is not None
             else torch.zeros((), dtype=torch.float64, device=m.weight.device)
             for _, m in self._modules
         ])

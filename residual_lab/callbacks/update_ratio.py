@@ -7,6 +7,7 @@ import torch
 
 from residual_lab.callbacks.base import IntervalCallback
 from residual_lab.callbacks.layer_names import network, weighted_layers
+from residual_lab.callbacks.norms import l2_norm
 
 
 class UpdateRatio(IntervalCallback):
@@ -44,8 +45,8 @@ class UpdateRatio(IntervalCallback):
             return
         before, self._before = self._before, None
         after = [m.weight.detach() for _, m in self._modules]
-        delta = torch.stack([torch.linalg.vector_norm(a - b, dtype=torch.float64) for a, b in zip(after, before)])
-        norm = torch.stack([torch.linalg.vector_norm(b, dtype=torch.float64) for b in before])
+        delta = torch.stack([l2_norm(a - b) for a, b in zip(after, before)])
+        norm = torch.stack([l2_norm(b) for b in before])
         ratios = (delta / norm).tolist()  # the one host transfer
         self.log_metrics(trainer, {f"update_ratio/{t}": v for t, v in zip(self.layers, ratios)}, self._step)
         self.latest = {"step": self._step, "layers": list(self.layers), "update_ratio": ratios}
