@@ -114,26 +114,69 @@ class StepClock(L.Callback):
     Reads the clock at the end of steps ``warmup`` and ``warmup + steps`` (synchronising the
     device only there), so the window covers whole steps: data, forward, backward, update and
     every callback. Samples memory at every step end (a host-side read, no sync).
+
+    On the CPU, where every step finishes before the host goes on, it also keeps each timed
+    step's duration and marks the diagnostics' measuring steps (``every_n_steps``), for the
+    step-level overhead estimate of :func:`step_level_overhead`. On an accelerator host-side
+    step times only show how fast kernels are queued, so they are not kept.
     """
 
-    def __init__(self, warmup: int, steps: int) -> None:
-        self.warmup, self.steps = warmup, steps
+    def __init__(self, warmup: int, steps: int, every_n_steps: int | None = None) -> None:
+        self.warmup, self.steps, self.every_n_steps = warmup, steps, every_n_steps
         self.done, self.start, self.seconds, self.memory_mb = 0, None, None, 0.0
+        self.step_seconds: list[float] = []
+        self.measuring: list[bool] = []
+        self._last = None
 
     def on_train_start(self, trainer, pl_module) -> None:
         _reset_memory(pl_module.device)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.done += 1
+        now = time.perf_counter()
         if self.done > self.warmup:
             self.memory_mb = max(self.memory_mb, _memory_mb(pl_module.device))
+            if pl_module.device.type == "cpu":
+                self.step_seconds.append(now - self._last)
+                self.measuring.append(bool(self.every_n_steps) and self.done % self.every_n_steps == 0)
         if self.done == self.warmup:
             _sync(pl_module.device)
-            self.start = time.perf_counter()
+            self.start = now = time.perf_counter()
         elif self.done == self.warmup + self.steps:
             _sync(pl_module.device)
             self.seconds = time.perf_counter() - self.start
             trainer.should_stop = True
+        self._last = now
+
+
+def step_level_overhead(windows: list[tuple[list[float], list[bool]]], every_n_steps: int) -> dict[str, float] | None:
+    """Seconds per step from per-step times, robust to the machine's noise.
+
+    A window's throughput is at the mercy of whatever else the machine did during it (on
+    the 2-core VM, windows of the same variant spread by 10 %). Per-step times separate the
+    two things that matter: the ordinary step (median over all windows' ordinary steps,
+    which slow outliers do not move) and the extra time of the measuring step (its time
+    minus its own window's median, median over windows). The cost per step is
+    ``ordinary + extra / every_n_steps``.
+
+    Args:
+        windows: per window, (timed step durations, whether each step was a measuring step).
+        every_n_steps: the diagnostics interval.
+    Returns:
+        ``ordinary_step_s``, ``measuring_step_extra_s`` and ``seconds_per_step``; None when
+        no window has both kinds of step (e.g. on an accelerator, where none are kept).
+    """
+    ordinary, extra = [], []
+    for seconds, measuring in windows:
+        plain = [s for s, m in zip(seconds, measuring) if not m]
+        if plain and any(measuring):
+            ordinary += plain
+            mid = statistics.median(plain)
+            extra += [s - mid for s, m in zip(seconds, measuring) if m]
+    if not ordinary or not extra:
+        return None
+    o, e = statistics.median(ordinary), statistics.median(extra)
+    return {"ordinary_step_s": o, "measuring_step_extra_s": e, "seconds_per_step": o + e / every_n_steps}
 
 
 class LightningVariant:
@@ -147,6 +190,7 @@ class LightningVariant:
                  *, diagnostics: bool) -> None:
         self.cfg, self.module, self.datamodule, self.diagnostics = cfg, module, datamodule, diagnostics
         self.callbacks: list[str] = []  # class names of the callbacks the last window ran with
+        self.step_windows: list[tuple[list[float], list[bool]]] = []  # per-step times (CPU only)
 
     def window(self, warmup: int, steps: int) -> tuple[float, float]:
         """Run one window; return (seconds for ``steps`` steps, peak memory in MB)."""
@@ -154,12 +198,14 @@ class LightningVariant:
         if not self.diagnostics:
             trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, IntervalCallback)]
         self.callbacks = [type(c).__name__ for c in trainer.callbacks]
-        clock = StepClock(warmup, steps)
+        clock = StepClock(warmup, steps, self.cfg.diagnostics.every_n_steps)
         trainer.callbacks.append(clock)
         trainer.fit(self.module, datamodule=self.datamodule)
         if clock.seconds is None:
             raise RuntimeError(f"the fit stopped after {clock.done} of {warmup + steps} steps "
                                f"(trainer.max_steps={self.cfg.trainer.max_steps} too small?)")
+        if clock.step_seconds:
+            self.step_windows.append((clock.step_seconds, clock.measuring))
         return clock.seconds, clock.memory_mb
 
 
@@ -331,6 +377,7 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
         }
         if isinstance(variants[name], LightningVariant):
             row["callbacks"] = variants[name].callbacks
+            row["step_level"] = step_level_overhead(variants[name].step_windows, cfg.diagnostics.every_n_steps)
         if name == "reference":
             row["worker_rss_mb"] = variants[name].worker_rss_mb()
             row["workers"] = variants[name].loader.num_workers
@@ -338,6 +385,10 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
 
     def ratio(x: str, y: str) -> float | None:
         return results[x]["images_per_s"] / results[y]["images_per_s"] if x in results and y in results else None
+
+    def step_ratio(x: str, y: str) -> float | None:
+        sx, sy = (results.get(n, {}).get("step_level") for n in (x, y))
+        return sx["seconds_per_step"] / sy["seconds_per_step"] if sx and sy else None
 
     report = {
         "run_name": cfg.run_name,
@@ -361,7 +412,9 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
         "peak_source": peak_source,
         "variants": results,
         "ratios": {"full_over_reference": ratio("full", "reference"),
-                   "no_diagnostics_over_full": ratio("no_diagnostics", "full")},
+                   "no_diagnostics_over_full": ratio("no_diagnostics", "full"),
+                   # the same ratio from per-step times (CPU only): full's seconds per step over no_diagnostics'
+                   "no_diagnostics_over_full_step_level": step_ratio("full", "no_diagnostics")},
     }
     print(format_table(report))
     write_json(b.output, report)
@@ -397,6 +450,16 @@ def format_table(report: dict[str, Any]) -> str:
         "b/a (pipeline speed-up) = " + (f"{r['full_over_reference']:.2f}x" if r["full_over_reference"] else "-")
         + ";  c/b (diagnostics overhead) = "
         + (f"{r['no_diagnostics_over_full']:.3f}" if r["no_diagnostics_over_full"] else "-"),
+    ]
+    steps = {n: row["step_level"] for n, row in report["variants"].items() if row.get("step_level")}
+    if steps:
+        lines.append("step level (CPU; median ordinary step + median extra of the measuring step / interval):")
+        lines += [f"  {n}: ordinary step {s['ordinary_step_s'] * 1e3:.1f} ms, measuring step "
+                  f"{s['measuring_step_extra_s'] * 1e3:+.1f} ms, {s['seconds_per_step'] * 1e3:.2f} ms/step"
+                  for n, s in steps.items()]
+        if r.get("no_diagnostics_over_full_step_level"):
+            lines.append(f"  c/b at step level = {r['no_diagnostics_over_full_step_level']:.4f}")
+    lines += [
         f"peak MB: {mem}" + (" of the whole process (all variants share it)" if mem == "process_rss" else "")
         + (f"; peak {report['peak_gflops']:.0f} GFLOP/s from {report['peak_source']}" if report["peak_gflops"]
            else "; no peak given (--peak-gflops N)"),

@@ -20,7 +20,7 @@ from residual_lab.run import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["experiment=smoke", "~callbacks.progress_bar", "bench.steps=3", "bench.warmup_steps=1",
-        "bench.rounds=2", "bench.reference_workers=1", "bench.reference_steps=2"]
+        "bench.rounds=2", "bench.reference_workers=1", "bench.reference_steps=2", "diagnostics.every_n_steps=2"]
 
 
 def _resnet8_forward_flops() -> int:
@@ -72,6 +72,14 @@ def test_bench_runs_end_to_end_and_writes_all_three_variants(tmp_path):
     assert r["no_diagnostics_over_full"] == pytest.approx(
         v["no_diagnostics"]["images_per_s"] / v["full"]["images_per_s"])
     assert v["reference"]["workers"] == 1
+    # Per-step times on the CPU: 3 timed steps (global steps 2-4) of which 2 and 4 measure.
+    for name in ("full", "no_diagnostics"):
+        level = v[name]["step_level"]
+        assert level["seconds_per_step"] == pytest.approx(
+            level["ordinary_step_s"] + level["measuring_step_extra_s"] / 2)
+    assert r["no_diagnostics_over_full_step_level"] == pytest.approx(
+        v["full"]["step_level"]["seconds_per_step"] / v["no_diagnostics"]["step_level"]["seconds_per_step"])
+    assert "step_level" not in v["reference"]
 
     # (b) runs the default callbacks; (c) exactly those minus the diagnostics.
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
@@ -83,3 +91,18 @@ def test_bench_runs_end_to_end_and_writes_all_three_variants(tmp_path):
     assert {type(c).__name__ for c in made} <= set(full)
     assert "bench.json" not in {p.name for p in tmp_path.iterdir()}  # bench.output honoured
     assert "b/a (pipeline speed-up)" in proc.stdout and "c/b (diagnostics overhead)" in proc.stdout
+
+
+def test_step_level_overhead_is_the_median_ordinary_step_plus_the_amortised_extra():
+    from residual_lab.bench import step_level_overhead
+
+    # Two windows of 5 steps, the 4th a measuring step; a slow outlier (0.9) in window 2.
+    windows = [([0.5, 0.5, 0.6, 0.8, 0.5], [False, False, False, True, False]),
+               ([0.6, 0.9, 0.6, 1.0, 0.6], [False, False, False, True, False])]
+    out = step_level_overhead(windows, every_n_steps=4)
+    # ordinary steps 0.5 0.5 0.6 0.5 | 0.6 0.9 0.6 0.6 -> median 0.6; extras 0.8-0.5=0.3, 1.0-0.6=0.4 -> 0.35
+    assert out["ordinary_step_s"] == pytest.approx(0.6)
+    assert out["measuring_step_extra_s"] == pytest.approx(0.35)
+    assert out["seconds_per_step"] == pytest.approx(0.6 + 0.35 / 4)
+    assert step_level_overhead([([0.5, 0.5], [False, False])], every_n_steps=4) is None
+    assert step_level_overhead([], every_n_steps=4) is None
