@@ -71,6 +71,8 @@ def test_bench_runs_end_to_end_and_writes_all_three_variants(tmp_path):
     assert r["full_over_reference"] == pytest.approx(v["full"]["images_per_s"] / v["reference"]["images_per_s"])
     assert r["no_diagnostics_over_full"] == pytest.approx(
         v["no_diagnostics"]["images_per_s"] / v["full"]["images_per_s"])
+    (c1, c2), (b1, b2) = v["no_diagnostics"]["images_per_s_windows"], v["full"]["images_per_s_windows"]
+    assert r["no_diagnostics_over_full_paired"] == pytest.approx((c1 / b1 + c2 / b2) / 2)  # median of 2
     assert v["reference"]["workers"] == 1
     # Per-step times on the CPU: 3 timed steps (global steps 2-4) of which 2 and 4 measure.
     for name in ("full", "no_diagnostics"):
