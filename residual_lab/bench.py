@@ -138,7 +138,9 @@ class StepClock(L.Callback):
             self.memory_mb = max(self.memory_mb, _memory_mb(pl_module.device))
             if pl_module.device.type == "cpu":
                 self.step_seconds.append(now - self._last)
-                self.measuring.append(bool(self.every_n_steps) and self.done % self.every_n_steps == 0)
+                # global_step is already incremented here; the diagnostics measured on the step
+                # that made it a multiple of the interval (IntervalCallback.is_logging_step).
+                self.measuring.append(bool(self.every_n_steps) and trainer.global_step % self.every_n_steps == 0)
         if self.done == self.warmup:
             _sync(pl_module.device)
             self.start = now = time.perf_counter()

@@ -37,21 +37,18 @@ def _memory_order(x: torch.Tensor) -> torch.Tensor:
 def l2_norm(x: torch.Tensor) -> torch.Tensor:
     """L2 norm of all elements of ``x`` as a 0-dim float64 tensor on ``x``'s device.
 
-    On CUDA and for small tensors this is the float64 ``vector_norm`` (a float64 copy is
+    On CUDA, for small tensors and for float64 ones this is the float64 ``vector_norm`` (a float64 copy is
     cheap there, and no host sync is needed). On the CPU, large tensors take the chunked
     float32 path when their largest magnitude lies in [:data:`SAFE_MIN`, :data:`SAFE_MAX`]
     (read on the host, which on the CPU is no device sync), else the float64 path, so
     vanishing and exploding values keep their true norm. Not differentiable.
     """
     x = x.detach()
-    if x.device.type != "cpu" or x.numel() < SMALL:
+    if x.device.type != "cpu" or x.numel() < SMALL or x.dtype == torch.float64:
         return torch.linalg.vector_norm(x, dtype=torch.float64)
-    flat = _memory_order(x)
-    if flat.dtype != torch.float32:
-        flat = flat.float()  # bf16/fp16 activations under autocast; float64 stays float64 below
+    flat = _memory_order(x).float()  # bf16/fp16 activations under autocast; a no-op for float32
     lo, hi = torch.aminmax(flat)
-    amax = max(-lo.item(), hi.item())
-    if not SAFE_MIN <= amax <= SAFE_MAX or x.dtype == torch.float64:
+    if not SAFE_MIN <= max(-lo.item(), hi.item()) <= SAFE_MAX:
         return torch.linalg.vector_norm(flat, dtype=torch.float64)
     whole = flat.numel() // CHUNK * CHUNK
     rows = torch.linalg.vector_norm(flat[:whole].view(-1, CHUNK), dim=1).double()
