@@ -47,6 +47,22 @@ def test_logged_scalars_have_the_documented_names(make_cfg, tmp_path):
     assert steps == [9, 19, 29, 39]  # every log_every_n_steps=10 optimizer steps (0-based)
 
 
+def test_summary_train_error_is_the_final_window_not_the_tested_checkpoints(make_cfg, tmp_path):
+    """Testing loads the best-val checkpoint, which carries the train window of its own step;
+    summary.json must still report the window of the final step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # mode=max makes the step-20 checkpoint "best" (the net improves), so the tested
+    # checkpoint's window (steps 10-19) is not the final one (steps 30-39).
+    summary = train(make_cfg("callbacks.model_checkpoint.mode=max"))
+    assert Path(summary["best_checkpoint"]).name == "best-step20.ckpt"
+    acc = EventAccumulator(str(tmp_path / "tensorboard" / "resnet-8-identity"))
+    acc.Reload()
+    logged = {e.step: e.value for e in acc.Scalars("train/error")}
+    assert logged[19] != pytest.approx(logged[39], abs=1e-3)  # the two windows differ
+    assert summary["train_error"] == pytest.approx(logged[39], abs=1e-4)
+
+
 def test_every_documented_override_key_composes(make_cfg):
     cfg = make_cfg("depth=14", "shortcut=projection", "block=preact", "width=8", "norm=none", "seed=3",
                    "data.batch_size=32", "data.subset=100", "data.val_size=50", "optimizer=adamw",
