@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 import lightning as L
+from lightning.pytorch.trainer.states import TrainerFn
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -85,7 +86,10 @@ class ImageClassifier(L.LightningModule):
         checkpoint["train_window"] = {"values": self._window.cpu(), "filled": self._window_filled}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if "train_window" in checkpoint:
+        # Only a resumed fit continues the window; testing a checkpoint (e.g. the best-val one)
+        # must not replace the final step's window with the window of the checkpoint's step.
+        resuming = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
+        if resuming and "train_window" in checkpoint:
             self._window = checkpoint["train_window"]["values"].to(self._window.device)
             self._window_filled = int(checkpoint["train_window"]["filled"])
 

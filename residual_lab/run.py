@@ -105,8 +105,6 @@ def train(cfg: DictConfig, resume: bool = False) -> dict[str, Any]:
         status, reason, diverged_at = "diverged", f"{err} (stopped at step {trainer.global_step})", err.step
     except Interrupted as err:
         status, reason = "interrupted", str(err)
-    # Read before testing: loading the best-val checkpoint restores that step's train window.
-    train_window = module.train_window()
     ckpt = trainer.checkpoint_callback
     best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
@@ -122,7 +120,7 @@ def train(cfg: DictConfig, resume: bool = False) -> dict[str, Any]:
         "params": params,
         "steps": trainer.global_step,
         "epochs": trainer.current_epoch,
-        **train_window,  # the final weights' last logging window
+        **module.train_window(),  # the final step's window (testing a checkpoint keeps it)
         "val_error": val.get("val/error"),  # final weights
         "best_val_error": float(ckpt.best_model_score) if best and ckpt.best_model_score is not None else None,
         "val_loss": val.get("val/loss"),
