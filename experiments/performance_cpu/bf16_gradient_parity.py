@@ -27,7 +27,8 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from residual_lab.data.augment import channel_stats, normalize, random_crop_flip
+from residual_lab.data import InMemoryDataModule
+from residual_lab.data.augment import normalize, random_crop_flip
 from residual_lab.data.image_folder import ImageFolderSource
 from residual_lab.models import CifarResNet
 
@@ -61,9 +62,11 @@ def main() -> None:
         net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
     net.train()  # batch statistics in BatchNorm, as in a training step
 
-    data = ImageFolderSource(args.root).load()
-    images, labels = data.train_images, data.train_labels
-    mean, std = channel_stats(images)
+    # The run's own split (45k train / 5k val) and normalization statistics.
+    datamodule = InMemoryDataModule(ImageFolderSource(args.root), num_classes=10)
+    datamodule.setup("fit")
+    images, labels = datamodule.splits["train"]
+    mean, std = datamodule.mean, datamodule.std
     gen = torch.Generator().manual_seed(args.seed + 1)
 
     g32s, g16s, rows = [], [], []
