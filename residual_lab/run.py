@@ -21,6 +21,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import InstantiationException
@@ -85,6 +86,9 @@ def train(cfg: DictConfig, resume: bool = False) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
     # .hydra/config.yaml keeps the interpolations (resume rebuilds from it); this is what ran.
     atomic_write(output_dir / "config_resolved.yaml", lambda f: f.write(OmegaConf.to_yaml(cfg, resolve=True)))
+    if cfg.get("torch_threads"):
+        # Two 1-thread jobs beat one 2-thread job on a 2-core CPU (experiments/budget_cpu).
+        torch.set_num_threads(int(cfg.torch_threads))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     start = time.perf_counter()
     guard = RunGuard(str(output_dir / "checkpoints"), check_every_n_steps=cfg.trainer.log_every_n_steps)

@@ -18,7 +18,7 @@ def config_fields(cfg: DictConfig) -> dict[str, Any]:
     """The identifying fields of a run, straight from its config."""
     return {
         "run_name": cfg.run_name, "depth": cfg.depth, "shortcut": cfg.shortcut, "block": cfg.block,
-        "width": cfg.width, "norm": cfg.norm, "seed": cfg.seed,
+        "width": cfg.width, "norm": cfg.norm, "init": cfg.model.get("init"), "seed": cfg.seed,
         "data": cfg.data.source._target_.rsplit(".", 1)[-1], "batch_size": cfg.data.batch_size,
         "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1], "lr": cfg.optimizer.lr,
         "max_steps": cfg.trainer.max_steps, "precision": str(cfg.trainer.precision),

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from residual_lab.models.blocks import BLOCKS
+from residual_lab.models.init import INITS
 from residual_lab.models.layers import ACT_LAYERS, NormFactory, check_choice, conv3x3, resolve_norm
 from residual_lab.models.shortcuts import SHORTCUTS
 
@@ -70,6 +71,8 @@ class CifarResNet(nn.Module):
         num_classes: classifier outputs.
         zero_init_residual: zero the last norm scale (or last conv without norm) of every
             residual branch so each block starts as the identity (Goyal et al. 2017).
+        init: weight initialisation, a key of :data:`residual_lab.models.init.INITS`
+            (``kaiming_fan_in`` or ``kaiming_fan_out``; experiments/init/README.md compares them).
     """
 
     def __init__(
@@ -82,16 +85,18 @@ class CifarResNet(nn.Module):
         norm: str = "batch",
         num_classes: int = 10,
         zero_init_residual: bool = False,
+        init: str = "kaiming_fan_in",
     ) -> None:
         super().__init__()
         check_choice("shortcut", shortcut, SHORTCUTS)
+        check_choice("init", init, INITS)
         norm_layer: NormFactory = resolve_norm(norm)
         n = blocks_per_stage(depth, block)
         if width < 1 or num_classes < 1:
             raise ValueError(f"width ({width}) and num_classes ({num_classes}) must be >= 1")
         block_cls = BLOCKS[block]
         act = ACT_LAYERS["relu"]
-        self.depth, self.shortcut, self.block, self.norm = depth, shortcut, block, norm
+        self.depth, self.shortcut, self.block, self.norm, self.init = depth, shortcut, block, norm, init
 
         # Pre-activation nets start with a bare conv: the first block normalizes it.
         stem = [("conv", conv3x3(3, width))]
@@ -120,23 +125,9 @@ class CifarResNet(nn.Module):
         self.reset_parameters(zero_init_residual)
 
     def reset_parameters(self, zero_init_residual: bool = False) -> None:
-        """Kaiming-normal convs and linear (He et al. 2015 sec. 3.4), BN weight 1, bias 0.
-
-        ``fan_in`` mode (the forward case of He et al. 2015b, "Delving Deep into
-        Rectifiers", eq. 10; as the widely used CIFAR reproductions do): it keeps the
-        forward signal's scale, which matters at the classifier. With ``fan_out`` the
-        64 -> 10 linear layer gets 2.5x larger weights, ResNet-56's initial logits have a
-        std of ~10 (loss ~16 instead of ~6.6), and at lr 0.1 its first steps blew the
-        net up to chance error for the rest of a 500-step run.
-        """
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        """Apply ``self.init`` (see :mod:`residual_lab.models.init`), then optionally start
+        every residual block as its shortcut."""
+        INITS[self.init](self)
         if zero_init_residual:
             for _, blk in self.named_blocks():
                 if blk.shortcut is not None:
@@ -158,4 +149,5 @@ class CifarResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     def extra_repr(self) -> str:
-        return f"depth={self.depth}, shortcut={self.shortcut}, block={self.block}, norm={self.norm}"
+        return (f"depth={self.depth}, shortcut={self.shortcut}, block={self.block}, norm={self.norm}, "
+                f"init={self.init}")
