@@ -18,10 +18,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from residual_lab.analysis import Row, aggregate, find_runs, load_reference
-from residual_lab.analysis.loading import Run
-from residual_lab.analysis.plots import curves_figure, profiles_figure
-from residual_lab.analysis.tables import fmt_mean_std
+from residual_lab.results import Row, aggregate, find_runs, load_reference
+from residual_lab.results.loading import Run
+from residual_lab.results.plots import curves_figure, profiles_figure
+from residual_lab.results.tables import fmt_mean_std
 from residual_lab.io import atomic_write
 
 CURVES_PNG, PROFILES_PNG, REPORT_MD = "curves.png", "profiles.png", "report.md"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from residual_lab.analysis import Run, aggregate, find_runs, load_reference, match_reference
-from residual_lab.analysis.plots import profile
+from residual_lab.results import Run, aggregate, find_runs, load_reference, match_reference
+from residual_lab.results.plots import profile
 from residual_lab.report import write_report
 from residual_lab.resolvers import if_at_least, scale_steps
 

@@ -7,8 +7,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from residual_lab.analysis.loading import Run
-from residual_lab.analysis.reference import match_reference
+from residual_lab.results.loading import Run
+from residual_lab.results.reference import match_reference
 
 #: What makes two runs the same experiment (seeds are averaged over, everything else splits rows).
 GROUP_KEYS = ("run_name", "depth", "shortcut", "block", "width", "norm", "max_steps", "batch_size", "data")

@@ -1,6 +1,6 @@
 """Figures of a sweep: He et al. 2015 Fig. 6-style curves and per-layer gradient profiles.
 
-Every function takes :class:`~residual_lab.analysis.loading.Run` objects and returns a
+Every function takes :class:`~residual_lab.results.loading.Run` objects and returns a
 matplotlib Figure (the caller saves it), so notebooks draw the same figures as the report.
 """
 
@@ -14,7 +14,7 @@ matplotlib.use("Agg")  # files, not windows: reports run headless
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from residual_lab.analysis.loading import Run  # noqa: E402
+from residual_lab.results.loading import Run  # noqa: E402
 
 #: Diagnostics drawn as per-layer profiles: (summary key, names key, values key, y label).
 PROFILES = (
