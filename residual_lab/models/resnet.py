@@ -46,11 +46,16 @@ class Stage(nn.Module):
         return self.blocks(x)
 
 
-def make_stage(block_cls, in_channels: int, planes: int, n: int, stride: int, **block_kwargs) -> Stage:
-    """The one stage factory: the first block strides/projects, the rest keep the shape."""
+def make_stage(block_cls, in_channels: int, planes: int, n: int, stride: int, *,
+               first_kwargs: dict | None = None, **block_kwargs) -> Stage:
+    """The one stage factory: the first block strides/projects, the rest keep the shape.
+
+    ``first_kwargs`` go to the first block only (``after_stem`` for pre-activation nets).
+    """
     blocks = []
     for i in range(n):
-        blocks.append(block_cls(in_channels, planes, stride=stride if i == 0 else 1, **block_kwargs))
+        extra = (first_kwargs or {}) if i == 0 else {}
+        blocks.append(block_cls(in_channels, planes, stride=stride if i == 0 else 1, **block_kwargs, **extra))
         in_channels = planes * block_cls.expansion
     return Stage(blocks)
 
@@ -108,7 +113,10 @@ class CifarResNet(nn.Module):
         stages, in_channels = [], width
         for i, stride in enumerate(STAGE_STRIDES):
             planes = width * 2**i
-            stages.append(make_stage(block_cls, in_channels, planes, n, stride,
+            # He et al. 2016 appendix: the unit after the stand-alone conv1 activates it
+            # before its split (post-activation nets' stem already ends in BN-ReLU).
+            first = {"after_stem": True} if i == 0 and not block_cls.post_activation else None
+            stages.append(make_stage(block_cls, in_channels, planes, n, stride, first_kwargs=first,
                                      shortcut=shortcut, norm=norm_layer, act=act))
             in_channels = planes * block_cls.expansion
         self.stages = nn.Sequential(*stages)
