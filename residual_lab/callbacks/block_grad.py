@@ -5,8 +5,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from residual_lab.callbacks.base import BlockHookCallback
-from residual_lab.callbacks.norms import l2_norm
+from residual_lab.callbacks.base import BlockHookCallback, rms
 
 
 def loss_scale(trainer: L.Trainer) -> torch.Tensor | None:
@@ -22,20 +21,24 @@ def loss_scale(trainer: L.Trainer) -> torch.Tensor | None:
 
 
 class BlockInputGradients(BlockHookCallback):
-    """L2 norm of dL/dx_l at the input x_l of every block, and the ratio first / last block.
+    """RMS of dL/dx_l at the input x_l of every block, and the ratio first / last block.
 
     For a residual net dL/dx_l = dL/dx_L (1 + d/dx_l sum_i F_i) (He et al. 2016,
     "Identity Mappings in Deep Residual Networks", eq. 5): the gradient reaches every
     block at the same order of magnitude. Plain nets without normalization let it
-    vanish or explode with depth. Logs ``block_grad/<block>`` (e.g. ``block_grad/s1.b0``,
-    norm over the whole batch of the gradient of the mean batch loss) and
-    ``block_grad_ratio/first_over_last``.
+    vanish or explode with depth. Logs ``block_grad/<block>`` (e.g. ``block_grad/s1.b0``)
+    and ``block_grad_ratio/first_over_last``.
+
+    Unit: the root mean square per element, ||dL/dx_l|| / sqrt(numel), over the whole batch,
+    of the gradient of the mean batch loss. Per element because block inputs differ in size
+    (16x32x32 in stage 1, 64x8x8 in stage 3): the plain L2 norm would read a perfectly flat
+    gradient as first/last = 2; the RMS reads 1. (``latest["grad_norm"]`` keeps its key
+    for summary.json readers; its values are these RMS.)
 
     Cost: on a logging step a forward pre-hook per block registers a tensor hook on the
     block input; the pre-hooks are removed right after the forward (``on_before_backward``)
-    and the tensor hooks die with the graph. On other steps nothing is attached. Norms
-    are taken with :func:`~residual_lab.callbacks.norms.l2_norm` (float64-accurate without a
-    float64 copy of each activation gradient).
+    and the tensor hooks die with the graph. On other steps nothing is attached. Each hook
+    leaves a 0-dim tensor on the device; all cross to the host in one transfer.
     """
 
     summary_key = "block_grad"
@@ -50,8 +53,7 @@ class BlockInputGradients(BlockHookCallback):
         def hook(module, args):
             x = args[0]
             if x.requires_grad:
-                x.register_hook(lambda g: self._norms.__setitem__(
-                    index, l2_norm(g)))
+                x.register_hook(lambda g: self._norms.__setitem__(index, rms(g)))
         return hook
 
     def _remove_hooks(self) -> None:
@@ -68,13 +70,13 @@ class BlockInputGradients(BlockHookCallback):
         self._remove_hooks()  # forward is done; the tensor hooks are on the graph now
 
     def measure(self, trainer: L.Trainer) -> torch.Tensor | None:
-        """[dL/dx_l norms..., first/last] as one device tensor, or None if not all fired."""
+        """[dL/dx_l RMS..., first/last] as one device tensor, or None if not all fired."""
         if len(self._norms) != len(self._blocks):
             return None
         norms = torch.stack([self._norms[i] for i in range(len(self._blocks))])
         scale = loss_scale(trainer)
         if scale is not None:
-            norms = norms / scale.double()
+            norms = norms / scale
         return torch.cat([norms, (norms[0] / norms[-1]).reshape(1)])
 
     # After backward and AMP unscaling, before clipping and the step (Lightning 2.6

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import lightning as L
 import torch
 
-from residual_lab.callbacks.base import BlockHookCallback
-from residual_lab.callbacks.norms import l2_norm
-
-
-def rms(x: torch.Tensor) -> torch.Tensor:
-    """Root mean square over all elements of a batch tensor (0-dim float64; see
-    :func:`~residual_lab.callbacks.norms.l2_norm` for why not a plain ``vector_norm``)."""
-    return l2_norm(x) / math.sqrt(max(1, x.numel()))
+from residual_lab.callbacks.base import BlockHookCallback, rms
 
 
 class ForwardSignal(BlockHookCallback):

@@ -6,9 +6,8 @@ import lightning as L
 import numpy as np
 import torch
 
-from residual_lab.callbacks.base import IntervalCallback
+from residual_lab.callbacks.base import IntervalCallback, norms
 from residual_lab.callbacks.layer_names import group_of, network, weighted_layers
-from residual_lab.callbacks.norms import l2_norm
 
 
 class GradNorms(IntervalCallback):
@@ -51,11 +50,9 @@ class GradNorms(IntervalCallback):
 
     def measure(self) -> torch.Tensor:
         """[per-layer norms..., per-group norms..., total] as one device tensor."""
-        layer = torch.stack([
-            l2_norm(m.weight.grad) if m.weight.grad is not None
-            else torch.zeros((), dtype=torch.float64, device=m.weight.device)
-            for _, m in self._modules
-        ])
+        # A layer without a gradient (frozen, unused) reads 0: the norm of an empty tensor.
+        layer = norms([m.weight.grad if m.weight.grad is not None else m.weight.new_zeros(0)
+                       for _, m in self._modules])
         sq = layer.square()
         group = torch.stack([sq[s].sum() for s in self._group_slices]).sqrt()
         return torch.cat([layer, group, sq.sum().sqrt().reshape(1)])

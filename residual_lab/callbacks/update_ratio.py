@@ -5,9 +5,8 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from residual_lab.callbacks.base import IntervalCallback
+from residual_lab.callbacks.base import IntervalCallback, norms
 from residual_lab.callbacks.layer_names import network, weighted_layers
-from residual_lab.callbacks.norms import l2_norm
 
 
 class UpdateRatio(IntervalCallback):
@@ -44,10 +43,9 @@ class UpdateRatio(IntervalCallback):
         if self._before is None:
             return
         before, self._before = self._before, None
-        after = [m.weight.detach() for _, m in self._modules]
-        delta = torch.stack([l2_norm(a - b) for a, b in zip(after, before)])
-        norm = torch.stack([l2_norm(b) for b in before])
-        ratios = (delta / norm).tolist()  # the one host transfer
+        norm = norms(before)
+        torch._foreach_sub_(before, [m.weight.detach() for _, m in self._modules])  # -(the step), in place
+        ratios = (norms(before) / norm).tolist()  # the one host transfer
         self.log_metrics(trainer, {f"update_ratio/{t}": v for t, v in zip(self.layers, ratios)}, self._step)
         self.latest = {"step": self._step, "layers": list(self.layers), "update_ratio": ratios}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -167,7 +168,7 @@ def test_values_equal_a_hand_computed_autograd_reference(make_cfg):
     loss = F.cross_entropy(net.head(x), labels)
     layers = weighted_layers(net)
     grads = torch.autograd.grad(loss, xs + [m.weight for _, m in layers])
-    dx = [g.double().norm() for g in grads[: len(xs)]]
+    dx = [g.double().square().mean().sqrt() for g in grads[: len(xs)]]  # RMS, per element
     dw = torch.stack([g.double().norm() for g in grads[len(xs):]])
 
     by_type = {type(c): c.latest for c in trainer.callbacks if hasattr(c, "latest")}
@@ -178,19 +179,22 @@ def test_values_equal_a_hand_computed_autograd_reference(make_cfg):
     assert rel_err(grad["stages"]["s2"], dw[7:13].square().sum().sqrt()) < 1e-5
     assert rel_err(grad["stages"]["head"], dw[19]) < 1e-5
 
+    # Activation norms are float32 sums over ~1M elements (64x16x32x32): ~2e-5 relative, a
+    # rounding no log-scale figure shows (issue 17); weight norms (<= 37k elements) stay at 1e-5.
+    tol = 1e-4
     block = by_type[BlockInputGradients]
     assert block["blocks"] == RESNET20_BLOCKS
-    assert rel_err(block["grad_norm"], dx) < 1e-5
-    assert rel_err(block["first_over_last"], dx[0] / dx[-1]) < 1e-5
+    assert rel_err(block["grad_norm"], dx) < tol
+    assert rel_err(block["first_over_last"], dx[0] / dx[-1]) < tol
 
     def rms(t):
         return t.double().square().mean().sqrt()
 
     signal = by_type[ForwardSignal]
-    assert rel_err(signal["rms_in"], [rms(t) for t in xs]) < 1e-5
-    assert rel_err(signal["rms_residual"], [rms(t) for t in residuals]) < 1e-5
-    assert rel_err(signal["rms_out"], [rms(t) for t in outs]) < 1e-5
-    assert rel_err(signal["ratio"], [rms(f) / rms(t) for f, t in zip(residuals, xs)]) < 1e-5
+    assert rel_err(signal["rms_in"], [rms(t) for t in xs]) < tol
+    assert rel_err(signal["rms_residual"], [rms(t) for t in residuals]) < tol
+    assert rel_err(signal["rms_out"], [rms(t) for t in outs]) < tol
+    assert rel_err(signal["ratio"], [rms(f) / rms(t) for f, t in zip(residuals, xs)]) < tol
 
     update = by_type[UpdateRatio]
     names = [n for n, m in net.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
@@ -198,6 +202,24 @@ def test_values_equal_a_hand_computed_autograd_reference(make_cfg):
     want = [(capture.after[t].double() - b).norm() / b.norm() for t, b in zip(RESNET20_LAYERS, before)]
     assert rel_err(update["update_ratio"], want) < 1e-5
     assert by_type[ResourceMonitor]["peak_rss_mb"] > 0
+
+
+def test_block_grad_reads_a_flat_per_element_gradient_as_ratio_one():
+    """dL/dx = 0.5 at every element of a stage-1-sized (16x32x32) and a stage-3-sized (64x8x8)
+    block input: the gradient is flat, so first/last must be 1 (an L2 norm would read 2)."""
+    first, last = torch.nn.Identity(), torch.nn.Identity()
+    callback = BlockInputGradients(every_n_steps=1)
+    callback._blocks, callback.blocks, callback._enabled = [("s1.b0", first), ("s3.b0", last)], ["s1.b0", "s3.b0"], True
+    trainer = SimpleNamespace(global_step=0, loggers=[], precision_plugin=None)
+    callback.on_train_batch_start(trainer, None, None, 0)
+    signs = [torch.randn(shape).sign() for shape in ((8, 16, 32, 32), (8, 64, 8, 8))]
+    x0, x1 = (torch.zeros_like(s, requires_grad=True) for s in signs)
+    loss = 0.5 * ((first(x0) * signs[0]).sum() + (last(x1) * signs[1]).sum())
+    callback.on_before_backward(trainer, None, loss)
+    loss.backward()
+    callback.on_before_optimizer_step(trainer, None, None)
+    assert callback.latest["first_over_last"] == 1.0
+    assert callback.latest["grad_norm"] == [0.5, 0.5]  # RMS, the unit of block_grad/<block>
 
 
 def test_summary_json_and_tensorboard_end_to_end(make_cfg, tmp_path):
