@@ -1,22 +1,61 @@
-"""Run names that say what a run is: ``plain-56``, ``resnet-56-identity``, ...
+"""Run names that say what a run is: ``plain-56``, ``resnet-56-identity``, ``plain-mlp-16``, ...
 
 Registered as the OmegaConf resolver ``run_name`` so the config, the output directory and
-the TensorBoard run all use the same name.
+the TensorBoard run all use the same name. conf/config.yaml names CIFAR ResNets; each other
+family's conf/model/<family>.yaml sets ``run_name`` with its family as the last argument.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from omegaconf import OmegaConf
 
 
-def run_name(depth: int, shortcut: str, block: str = "basic", width: int = 16, norm: str = "batch") -> str:
-    """``plain-<depth>`` or ``resnet-<depth>-<shortcut>``, plus block/width/norm when not default."""
-    name = f"plain-{depth}" if shortcut == "none" else f"resnet-{depth}-{shortcut}"
-    if block != "basic":
+@dataclass(frozen=True)
+class Family:
+    """How a family's runs are named.
+
+    Attributes:
+        tag: format of the family and depth, e.g. ``"mlp-{depth}"``.
+        shortcut: the shortcut left out of residual names (None: always shown).
+        block, width, norm: defaults left out of names (block None: always shown). They must
+            equal the family's conf/model/<family>.yaml (a test composes each to check).
+    """
+
+    tag: str
+    shortcut: str | None
+    block: str | None
+    width: int
+    norm: str
+
+
+FAMILIES: dict[str, Family] = {
+    "cifar_resnet": Family("resnet-{depth}", None, "basic", 16, "batch"),  # residual: resnet-56-identity
+    "resnet18": Family("resnet{depth}", "projection", "basic", 64, "batch"),  # resnet18, plain-resnet18
+    "mlp": Family("mlp-{depth}", None, "basic", 256, "batch"),  # mlp-16-identity, plain-mlp-16
+    "vit": Family("vit-{depth}", "identity", None, 128, "layer"),  # vit-12-preln, plain-vit-12-postln
+    "lstm": Family("lstm-{depth}", None, "basic", 128, "none"),  # lstm-8-identity, plain-lstm-8
+}
+
+
+def run_name(depth: int, shortcut: str, block: str = "basic", width: int = 16, norm: str = "batch",
+             family: str = "cifar_resnet") -> str:
+    """``plain-<tag>`` or ``<tag>-<shortcut>``, plus block/width/norm when not the family's default.
+
+    The CIFAR ResNet keeps its historical names (``plain-56``, ``resnet-56-identity``).
+    """
+    fam = FAMILIES[family]
+    tag = fam.tag.format(depth=depth)
+    if shortcut == "none":
+        name = "plain-" + (tag if family != "cifar_resnet" else str(depth))
+    else:
+        name = tag if shortcut == fam.shortcut else f"{tag}-{shortcut}"
+    if block != fam.block:
         name += f"-{block}"
-    if int(width) != 16:
+    if int(width) != fam.width:
         name += f"-w{width}"
-    if norm != "batch":
+    if norm != fam.norm:
         name += f"-norm_{norm}"
     return name
 

@@ -3,7 +3,10 @@
 ``stages.0.blocks.3.residual.conv1`` -> ``s1.b3.conv1``; ``stages.1.blocks.0.shortcut.conv``
 -> ``s2.b0.shortcut.conv``; ``stem.conv`` and ``head.fc`` keep their names. Stages are
 1-based (He et al. 2015 number the 32x32, 16x16 and 8x8 stages 1-3), blocks 0-based
-(their index in ``net.stages[i].blocks``). Tags must stay stable: TensorBoard runs,
+(their index in ``net.stages[i].blocks``). Families without stages (MLP, ViT, LSTM) name
+their blocks ``blocks.<j>``: ``blocks.3.residual.fc1`` -> ``b3.fc1``,
+``blocks.3.attn.residual.qkv`` -> ``b3.attn.qkv`` (a ViT layer holds two blocks, ``attn``
+and ``mlp``). Tags must stay stable: TensorBoard runs,
 summary.json and reports across a sweep are joined on them.
 """
 
@@ -15,26 +18,26 @@ import lightning as L
 from torch import nn
 
 _BLOCK = re.compile(r"^stages\.(\d+)\.blocks\.(\d+)(?:\.(.*))?$")
+_FLAT_BLOCK = re.compile(r"^blocks\.(\d+)(?:\.(.*))?$")
+#: The residual branch is the block's body: its name is dropped from tags; "shortcut" stays.
+_RESIDUAL = re.compile(r"(^|\.)residual\.")
 #: Layers whose weight gradients and updates are tracked.
 WEIGHTED = (nn.Conv2d, nn.Linear)
 
 
 def short_name(module_name: str) -> str:
-    """Short tag of a module of :class:`~residual_lab.models.CifarResNet` (see module doc)."""
-    m = _BLOCK.match(module_name)
-    if m is None:
+    """Short tag of a module of any model family (see module doc)."""
+    if m := _BLOCK.match(module_name):
+        tag, rest = f"s{int(m.group(1)) + 1}.b{int(m.group(2))}", m.group(3)
+    elif m := _FLAT_BLOCK.match(module_name):
+        tag, rest = f"b{int(m.group(1))}", m.group(2)
+    else:
         return module_name
-    stage, block, rest = int(m.group(1)) + 1, int(m.group(2)), m.group(3)
-    tag = f"s{stage}.b{block}"
-    if rest:
-        # The residual branch is the block's body: drop its name; keep "shortcut".
-        rest = rest.removeprefix("residual.")
-        tag += f".{rest}"
-    return tag
+    return tag + "." + _RESIDUAL.sub(r"\1", rest) if rest else tag
 
 
 def group_of(tag: str) -> str:
-    """Stage group of a tag: ``stem``, ``s1``..``s3`` or ``head``."""
+    """Group of a tag: ``stem``, a stage ``s1``..``s4``, a block ``b<j>`` (stage-less families) or ``head``."""
     return tag.split(".", 1)[0]
 
 

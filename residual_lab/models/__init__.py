@@ -1,9 +1,18 @@
-"""Plain ``nn.Module`` networks (no Lightning): blocks, shortcuts and the CIFAR ResNet."""
+"""Plain ``nn.Module`` networks (no Lightning): blocks, shortcuts and the model families.
+
+Every family exposes the same block protocol (``named_blocks()``, each block's ``residual``
+and ``shortcut``, ``forward_features``/``forward_head``): CifarResNet, ResNet18, MLP,
+VisionTransformer, LSTMStack.
+"""
 
 from residual_lab.models.blocks import BLOCKS
 from residual_lab.models.layers import NORM_LAYERS
+from residual_lab.models.lstm import LSTMStack
+from residual_lab.models.mlp import MLP
 from residual_lab.models.resnet import CifarResNet, blocks_per_stage
+from residual_lab.models.resnet18 import ResNet18
 from residual_lab.models.shortcuts import SHORTCUTS, ProjectionShortcut, ZeroPadShortcut
+from residual_lab.models.vit import VisionTransformer
 
-__all__ = ["BLOCKS", "NORM_LAYERS", "SHORTCUTS", "CifarResNet", "ProjectionShortcut",
-           "ZeroPadShortcut", "blocks_per_stage"]
+__all__ = ["BLOCKS", "MLP", "NORM_LAYERS", "SHORTCUTS", "CifarResNet", "LSTMStack", "ProjectionShortcut",
+           "ResNet18", "VisionTransformer", "ZeroPadShortcut", "blocks_per_stage"]
