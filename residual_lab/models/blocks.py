@@ -20,6 +20,9 @@ class _Block(nn.Module):
 
     ``preact`` (pre-activation nets only) is a BN-ReLU applied to x before the split, so
     both paths read the activated signal (He et al. 2016 appendix); None everywhere else.
+    ``gate`` is None unless a norm-free init (``skipinit`` or ``rezero`` in
+    :mod:`residual_lab.models.init`) sets a learnable scalar that multiplies F(x); being a
+    None parameter it adds no state_dict key, so other nets' checkpoints are unchanged.
     """
 
     #: Output channels = planes * expansion.
@@ -36,12 +39,17 @@ class _Block(nn.Module):
         self.residual = residual
         self.shortcut = shortcut
         self.act = act
+        self.register_parameter("gate", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.preact is not None:
             x = self.preact(x)
-        out = self.residual(x) if self.shortcut is None else self.residual(x) + self.shortcut(x)
+        out = self.branch(x) if self.shortcut is None else self.branch(x) + self.shortcut(x)
         return out if self.act is None else self.act(out)
+
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """F(x): the residual branch, times the scalar ``gate`` where an init added one."""
+        return self.residual(x) if self.gate is None else self.gate * self.residual(x)
 
     def zero_init_last(self) -> None:
         """Zero the last scale of the residual branch so the block starts as identity.

@@ -1,0 +1,205 @@
+"""Measure why residual nets train: one command per measurement of :mod:`residual_lab.probes`.
+
+    python -m residual_lab.analyze signal depth=110 shortcut=none norm=none
+    python -m residual_lab.analyze signal -m depth=20,56,110 shortcut=none,identity norm=batch,none
+    python -m residual_lab.analyze lesion run_dir=<a finished run> analyze.images=2000
+    python -m residual_lab.analyze shatter analyze.depths=[1,8,24,50]
+
+The config is the run config (conf/config.yaml: depth, shortcut, block, norm, model.init,
+data ... compose exactly as for ``residual_lab.run``) plus the ``analyze`` node of
+conf/analyze/<name>.yaml. With ``run_dir=<dir>`` the net is that run's, rebuilt from its
+``.hydra/config.yaml`` and loaded strictly from ``checkpoints/last.ckpt`` (else the newest
+``*.ckpt``); data is the run's too, unless ``data``/``data.*`` overrides are given. Without
+it the net is freshly initialised with ``seed``.
+
+Every analysis writes into its own Hydra output directory
+(``logs/analyze/<name>/<date>/<time>_<label>``, label = run name or ``trained_<run dir name>``):
+
+- ``<name>.json``: ``{"analysis": name, "meta": {...}, "result": {...}}``. ``meta`` holds the
+  net's config fields (depth, shortcut, block, width, norm, init, seed, data), ``params``,
+  ``trained``, ``run_dir``, ``checkpoint``, the ``options`` (the ``analyze`` node),
+  ``device``, ``torch``, ``wall_time_s``; ``result`` is the probe's, schema in its module
+  docstring (:mod:`residual_lab.probes.signal` ...).
+- ``<name>_<figure>.png`` and ``tensorboard/`` (the same figures and the probe's series).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from residual_lab.errors import UserFacingError
+from residual_lab.io import atomic_write, write_json
+from residual_lab.probes import PROBES
+from residual_lab.run import CONFIG_DIR
+
+log = logging.getLogger(__name__)
+
+
+def label(run_dir: str | None, run_name: str) -> str:
+    """Output directory label: the run name of a fresh net, ``trained_<dir name>`` of a run."""
+    return f"trained_{Path(run_dir).name}" if run_dir else run_name
+
+
+if not OmegaConf.has_resolver("analysis_label"):
+    OmegaConf.register_new_resolver("analysis_label", label)
+
+
+def find_checkpoint(run_dir: Path) -> Path:
+    """``checkpoints/last.ckpt`` (the final weights), else the newest ``*.ckpt`` there."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if last.exists():
+        return last
+    found = sorted((run_dir / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise UserFacingError(f"run_dir={run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
+    return found[-1]
+
+
+def load_net(run_dir: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, DictConfig, Path]:
+    """A trained run's net (strict load of the Lightning checkpoint's ``net.*`` keys), its
+    config and the checkpoint's path."""
+    run_dir = Path(run_dir).expanduser().resolve()
+    saved = run_dir / ".hydra" / "config.yaml"
+    if not saved.exists():
+        raise UserFacingError(f"run_dir={run_dir}: no .hydra/config.yaml there; point run_dir at a "
+                              f"run directory (it holds summary.json, checkpoints/ and .hydra/)")
+    run_cfg = OmegaConf.load(saved)
+    net = instantiate(run_cfg.model)
+    ckpt = find_checkpoint(run_dir)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    prefix = "net._orig_mod." if any(k.startswith("net._orig_mod.") for k in state) else "net."
+    state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise UserFacingError(f"checkpoint {ckpt} does not match the net of its run's config: {err}") from None
+    return net.to(device), run_cfg, ckpt
+
+
+def _data_node(cfg: DictConfig, run_cfg: DictConfig | None) -> DictConfig:
+    """The run's data config, unless the command line overrides data (then the composed one)."""
+    if run_cfg is None:
+        return cfg.data
+    try:
+        overrides = HydraConfig.get().overrides.task
+    except ValueError:  # called outside a Hydra app (tests): no command line
+        overrides = []
+    if any(o.lstrip("+~").split("=")[0].split(".")[0] == "data" for o in overrides):
+        return cfg.data
+    return run_cfg.data
+
+
+def _meta(cfg: DictConfig, net: torch.nn.Module) -> dict[str, Any]:
+    return {"depth": cfg.depth, "shortcut": cfg.shortcut, "block": cfg.block, "width": cfg.width,
+            "norm": cfg.norm, "init": cfg.model.get("init"), "seed": cfg.seed,
+            "data": cfg.data.source._target_.rsplit(".", 1)[-1], "data_root": cfg.data.get("root"),
+            "params": sum(p.numel() for p in net.parameters())}
+
+
+def save_png(fig, path: Path, dpi: int = 90) -> Path:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return atomic_write(path, lambda f: f.write(buf.getvalue()), mode="wb")
+
+
+def analyze(cfg: DictConfig) -> dict[str, Any]:
+    """Build or load the net, run the probe ``cfg.analyze.name``, write JSON, PNGs, TensorBoard."""
+    name = cfg.analyze.name
+    if name not in PROBES:
+        raise UserFacingError(f"unknown analysis {name!r}; valid: {', '.join(PROBES)}")
+    probe = PROBES[name]
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg.torch_threads))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    start = time.perf_counter()
+    device = cfg.get("device", "cpu")
+    run_cfg, ckpt = None, None
+    if cfg.get("run_dir"):
+        net, run_cfg, ckpt = load_net(cfg.run_dir, device)
+    else:
+        try:
+            net = instantiate(cfg.model).to(device)
+        except Exception as err:  # bad depth/init...: the target's ValueError names the choices
+            cause = err.__cause__ if err.__cause__ is not None else err
+            if isinstance(cause, ValueError):
+                raise UserFacingError(str(cause)) from None
+            raise
+    datamodule = instantiate(_data_node(cfg, run_cfg))
+    trained = run_cfg is not None
+    result = probe.analyze(net, datamodule, cfg.analyze, trained)
+    meta = {**_meta(run_cfg if trained else cfg, net), "trained": trained,
+            "run_dir": str(Path(cfg.run_dir).resolve()) if trained else None,
+            "checkpoint": str(ckpt) if ckpt else None,
+            "options": OmegaConf.to_container(cfg.analyze, resolve=True), "device": str(device),
+            "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(), "wall_time_s": time.perf_counter() - start}
+    record = {"analysis": name, "meta": meta, "result": result}
+    write_json(out / f"{name}.json", record)
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(out / "tensorboard"))
+    try:
+        for tag, values in probe.scalars(result).items():
+            for step, v in enumerate(values):
+                if v is not None:
+                    writer.add_scalar(tag, float(v), step)
+        for key, fig in probe.figures(result).items():
+            save_png(fig, out / f"{name}_{key}.png")
+            writer.add_figure(f"{name}/{key}", fig)
+    finally:
+        writer.close()
+    log.info("%s of %s: wrote %s", name, label(cfg.get("run_dir"), cfg.run_name), out / f"{name}.json")
+    return record
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="analyze")
+def _main(cfg: DictConfig) -> None:
+    try:
+        analyze(cfg)
+    except UserFacingError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"\nresidual_lab: {err}\n", file=sys.stderr)
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            sys.exit(2)
+
+
+def translate_argv(argv: list[str]) -> list[str]:
+    """``analyze signal depth=56`` -> ``analyze=signal depth=56`` (the first bare word names the probe)."""
+    for i, arg in enumerate(argv):
+        if not arg.startswith("-") and "=" not in arg:
+            if arg not in PROBES:
+                raise SystemExit(f"residual_lab.analyze: unknown analysis {arg!r}; valid: {', '.join(PROBES)}")
+            return [*argv[:i], f"analyze={arg}", *argv[i + 1:]]
+    return argv
+
+
+def main() -> None:
+    sys.argv = [sys.argv[0], *translate_argv(sys.argv[1:])]
+    _main()
+
+
+if __name__ == "__main__":
+    main()

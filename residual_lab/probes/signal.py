@@ -1,0 +1,93 @@
+"""Signal propagation plots (Brock, De, Smith 2021, "Characterizing signal propagation to
+close the performance gap in unnormalized ResNets", arXiv:2101.08692, sec. 3 and fig. 1).
+
+One batch of real images, one forward and backward pass. For every block (network order):
+
+- ``mean_sq``: average squared channel mean of the block's output, mean_c (mean_{n,h,w} x)^2;
+- ``var``: average channel variance of the block's output, mean_c var_{n,h,w}(x);
+- ``branch_var``: the same of the residual branch's output F(x) (times its gate, if any);
+- ``grad_rms``: RMS of dL/dx at the block's input, L the batch-mean cross-entropy.
+
+A fresh net runs in training mode (BatchNorm uses the batch's statistics, as in training
+and in Brock et al.); a trained one in eval mode (``bn_mode`` overrides).
+
+``signal.json``: ``{"blocks": [tag...], "stages": [int...], "mean_sq": [...], "var": [...],
+"branch_var": [...], "grad_rms": [...], "loss": float, "batch_size": int, "bn_mode": str,
+"split": str}``; lists are per block, input to output; tags as in
+:mod:`residual_lab.callbacks.layer_names`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from residual_lab.callbacks.layer_names import short_name
+from residual_lab.probes.common import images
+
+KEYS = ("mean_sq", "var", "branch_var", "grad_rms")
+
+
+def _channel_stats(t: torch.Tensor) -> tuple[float, float]:
+    """(mean_c mu_c^2, mean_c var_c) over every axis but 1 (channels); biased variance."""
+    t = t.detach().double().transpose(0, 1).reshape(t.shape[1], -1)
+    return t.mean(1).pow(2).mean().item(), t.var(1, unbiased=False).mean().item()
+
+
+def measure(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """The four statistics of every block of ``net`` on the batch ``(x, y)``, net mode as is."""
+    names = [name for name, _ in net.named_blocks()]
+    stats = {k: [None] * len(names) for k in KEYS}
+    handles = []
+    for i, (_, blk) in enumerate(net.named_blocks()):
+        def on_output(module, args, out, i=i):
+            stats["mean_sq"][i], stats["var"][i] = _channel_stats(out)
+
+        def on_branch(module, args, out, i=i, blk=blk):
+            out = out if blk.gate is None else blk.gate * out
+            stats["branch_var"][i] = _channel_stats(out)[1]
+
+        def on_input(module, args, i=i):
+            if args[0].requires_grad:
+                args[0].register_hook(lambda g, i=i: stats["grad_rms"].__setitem__(i, g.double().pow(2).mean().sqrt().item()))
+
+        handles += [blk.register_forward_hook(on_output), blk.residual.register_forward_hook(on_branch),
+                    blk.register_forward_pre_hook(on_input)]
+    try:
+        loss = F.cross_entropy(net(x).float(), y)
+        loss.backward()
+    finally:
+        for h in handles:
+            h.remove()
+        net.zero_grad(set_to_none=True)
+    return {"blocks": [short_name(n) for n in names], "stages": [int(n.split(".")[1]) for n in names],
+            **stats, "loss": loss.item(), "batch_size": len(y)}
+
+
+def analyze(net: nn.Module, datamodule, options, trained: bool) -> dict:
+    mode = options.bn_mode if options.bn_mode != "auto" else ("eval" if trained else "train")
+    x, y = images(datamodule, options.split, options.batch_size, seed=options.seed)
+    net.train(mode == "train")
+    return {**measure(net, x, y), "bn_mode": mode, "split": options.split}
+
+
+def figures(result: dict) -> dict:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.2))
+    titles = {"mean_sq": "avg squared channel mean", "var": "avg channel variance",
+              "branch_var": "residual branch variance", "grad_rms": "RMS dL/dx at block input"}
+    for ax, key in zip(axes, KEYS):
+        ax.plot(range(len(result["blocks"])), result[key], marker=".")
+        ax.set_yscale("log")
+        ax.set_title(titles[key], fontsize=9)
+        ax.set_xlabel("block")
+    fig.tight_layout()
+    return {"plot": fig}
+
+
+def scalars(result: dict) -> dict:
+    return {f"signal/{k}": result[k] for k in KEYS}

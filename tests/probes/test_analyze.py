@@ -1,0 +1,79 @@
+"""The analyze app: composes like run, writes <name>.json/PNG/TensorBoard, loads runs strictly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from residual_lab.analyze import analyze, load_net, translate_argv
+from residual_lab.errors import UserFacingError
+from residual_lab.run import CONFIG_DIR
+
+TINY = ["data=synthetic", "data.source.num_train=48", "data.source.num_test=16", "data.val_size=8",
+        "depth=8", "width=4"]
+
+
+def _compose(name: str, *overrides: str, out: Path):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("analyze", overrides=[f"analyze={name}", f"paths.output_dir={out}", *TINY, *overrides])
+
+
+def test_first_bare_word_names_the_analysis():
+    assert translate_argv(["signal", "depth=56"]) == ["analyze=signal", "depth=56"]
+    assert translate_argv(["-m", "shatter", "depth=8"]) == ["-m", "analyze=shatter", "depth=8"]
+    with pytest.raises(SystemExit, match="unknown analysis"):
+        translate_argv(["noise"])
+
+
+def test_fresh_net_writes_json_png_and_tensorboard(tmp_path):
+    cfg = _compose("signal", "analyze.batch_size=8", "shortcut=none", "norm=none", out=tmp_path)
+    record = analyze(cfg)
+    saved = json.loads((tmp_path / "signal.json").read_text())
+    assert saved["analysis"] == "signal" and saved["meta"]["trained"] is False
+    assert saved["meta"]["depth"] == 8 and saved["meta"]["shortcut"] == "none" and saved["meta"]["norm"] == "none"
+    assert saved["result"]["blocks"] == record["result"]["blocks"] == ["s1.b0", "s2.b0", "s3.b0"]
+    assert (tmp_path / "signal_plot.png").stat().st_size > 0
+    assert any((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def _fake_run(tmp_path: Path, *overrides: str) -> tuple[Path, torch.nn.Module]:
+    """A run directory as residual_lab.run leaves it: .hydra/config.yaml and a Lightning checkpoint."""
+    run = tmp_path / "run"
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[*TINY, *overrides])
+    (run / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    torch.manual_seed(1)
+    net = instantiate(cfg.model)
+    (run / "checkpoints").mkdir()
+    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, run / "checkpoints" / "last.ckpt")
+    return run, net
+
+
+@pytest.mark.parametrize("init,norm", [("kaiming_fan_in", "batch"), ("skipinit", "none"), ("fixup", "none")])
+def test_run_dir_loads_the_runs_net_strictly(tmp_path, init, norm):
+    run, net = _fake_run(tmp_path, f"model.init={init}", f"norm={norm}")
+    loaded, run_cfg, ckpt = load_net(run)
+    assert ckpt.name == "last.ckpt" and run_cfg.model.init == init
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in loaded.state_dict().items())
+    state = torch.load(ckpt, weights_only=True)
+    state["state_dict"].pop(next(iter(state["state_dict"])))
+    torch.save(state, ckpt)
+    with pytest.raises(UserFacingError, match="does not match"):
+        load_net(run)
+
+
+def test_analysis_of_a_run_uses_its_net_and_data(tmp_path):
+    run, _ = _fake_run(tmp_path, "shortcut=projection")
+    out = tmp_path / "out"
+    cfg = _compose("responses", f"run_dir={run}", "shortcut=none", out=out)  # the run's config wins
+    saved = analyze(cfg)
+    assert saved["meta"]["trained"] and saved["meta"]["shortcut"] == "projection"
+    assert saved["meta"]["checkpoint"].endswith("last.ckpt") and saved["result"]["images"] == 16
+    assert (out / "responses.json").exists() and (out / "responses_std.png").exists()
