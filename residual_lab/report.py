@@ -1,13 +1,17 @@
 """Read a run or a sweep without opening TensorBoard: ``report.md`` and PNG figures.
 
     python -m residual_lab.report logs/multiruns/2026-11-23/10-36-00
-    python -m residual_lab.report /work/runs/fig6_cpu --out experiments/fig6
+    python -m residual_lab.report /work/runs/fig6_seed0 /work/runs/fig6_seed12 --out experiments/fig6
+    python -m residual_lab.report experiments/fig6/runs --out experiments/fig6
 
 Writes, next to the runs (or into ``--out``): ``report.md`` with a table like He et al.
-2015 Table 6 (mean +- std over seeds, the paper's figure and the difference), the runs that
-did not complete with their step and reason, and the figures ``curves.png`` (Fig. 6-style)
-and ``profiles.png`` (per-layer gradient profiles). Works on a sweep still running: it
-reports what exists and lists the rest as incomplete.
+2015 Table 6 (mean +- std and n over seeds, the protocol, the paper's figure with its
+statistic where the run is the paper's experiment), Fig. 6's orderings with a significance
+verdict each, the runs that did not complete with their step and reason, and the figures
+``curves.png`` (Fig. 6-style, mean +- band over seeds) and ``profiles.png`` (per-layer
+gradient profiles). Several directories (sweeps run on different days, committed run
+records) merge into one report. Works on a sweep still running: it reports what exists
+and lists the rest as incomplete.
 """
 
 from __future__ import annotations
@@ -16,16 +20,35 @@ import argparse
 import io
 import sys
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
+from omegaconf import OmegaConf
+
+from residual_lab.io import atomic_write
 from residual_lab.results import Row, aggregate, find_runs, load_reference
 from residual_lab.results.loading import Run
 from residual_lab.results.plots import curves_figure, profiles_figure
-from residual_lab.results.tables import fmt_mean_std
-from residual_lab.io import atomic_write
+from residual_lab.results.reference import CIFAR10_NAMES, describe
+from residual_lab.results.stats import ALPHA, MIN_SEEDS, TEST_NAME
+from residual_lab.results.tables import compare
 
 CURVES_PNG, PROFILES_PNG, REPORT_MD = "curves.png", "profiles.png", "report.md"
-PAPER_STEPS = 64000  # He et al. 2015 sec. 4.2 (conf/budget/paper.yaml)
+#: What each protocol's test error is (summary.json ``protocol``; conf/ names them).
+PROTOCOLS = {
+    "paper": "the paper's: all 50k training images, fixed schedule, test error of the final weights "
+             "(He et al. 2015 sec. 4.2)",
+    "heldout": "45k/5k split, test error of the checkpoint with the best validation error",
+}
+
+
+@lru_cache(maxsize=None)
+def paper_steps() -> int:
+    """The paper's run length, from ``conf/budget/paper.yaml`` (He et al. 2015 sec. 4.2: 64k steps)."""
+    from residual_lab.run import CONFIG_DIR  # the one place that knows where conf/ is
+
+    return int(OmegaConf.load(Path(CONFIG_DIR) / "budget" / "paper.yaml").trainer.max_steps)
 
 
 def save_figure(fig, path: Path, dpi: int = 90) -> Path:
@@ -38,57 +61,102 @@ def save_figure(fig, path: Path, dpi: int = 90) -> Path:
     return atomic_write(path, lambda f: f.write(buf.getvalue()), mode="wb")
 
 
-def _net(shortcut: str) -> str:
-    return "plain" if shortcut == "none" else "ResNet"
+def _no_reference(key: dict) -> str:
+    """Why a row has no paper number (never the number itself: it is not the paper's experiment)."""
+    if str(key.get("dataset")) not in CIFAR10_NAMES:
+        return f"– (data set {key.get('dataset')})"
+    if key.get("protocol") != "paper":
+        return f"– ({key.get('protocol')} protocol)"
+    if key["shortcut"] == "none" and key["norm"] == "batch":
+        return "– (Fig. 6 curves only)"
+    return "–"
 
 
 def table_markdown(rows: list[Row]) -> str:
-    """The Table-6-like comparison, one row per net (errors in %, mean ± sample std over seeds)."""
+    """The Table-6-like comparison, one row per experiment (errors in %, mean ± sample std (n))."""
     papers = load_reference()["papers"]
-    lines = ["| net | depth | shortcut | block | norm | params (ours / paper) | seeds | train error % "
-             "| test error % | paper test error % | difference (pp) | paper source |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| net | depth | shortcut | block | norm | differs within the sweep | dataset | protocol "
+             "| params (ours / paper) | train error % | test error % | paper test error % (statistic) "
+             "| difference (pp) | paper source |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         k, ref = row.key, row.reference
         params = f"{row.params / 1e6:.2f}M" if row.params else "–"
         if ref:
             params += f" / {ref['params_m']}M" if ref.get("params_m") is not None else ""
-            paper = f"{ref['test_error']:.2f}"
-            if ref.get("test_error_mean") is not None:
-                paper += f" (best of {ref.get('runs', '?')}; mean {ref['test_error_mean']:.2f} ± {ref['test_error_std']:.2f})"
+            paper = describe(ref) + (f"; {ref['caveat']}" if ref.get("caveat") else "")
             source = f"{ref['paper'].replace('he', 'He et al. ')} {ref['source']}"
         else:
-            paper = "– (Fig. 6 curves only)" if k["shortcut"] == "none" and k["norm"] == "batch" else "–"
-            source = "–"
+            paper, source = _no_reference(k), "–"
         diff = row.difference
         lines.append(
-            f"| {_net(k['shortcut'])} | {k['depth']} | {k['shortcut']} | {k['block']} | {k['norm']} "
-            f"| {params} | {row.n} | {fmt_mean_std(row.mean('train_error'), row.std('train_error'))} "
-            f"| {fmt_mean_std(row.mean('test_error'), row.std('test_error'))} | {paper} "
-            f"| {'–' if diff is None else f'{diff:+.2f}'} | {source} |")
+            f"| {row.net.split('-')[0]} | {k['depth']} | {k['shortcut']} | {k['block']} | {k['norm']} | {row.label} "
+            f"| {k['dataset']} | {k['protocol']} | {params} | {row.cell('train_error')} | {row.cell('test_error')} "
+            f"| {paper} | {'–' if diff is None else f'{diff:+.2f}'} | {source} |")
     cited = sorted({row.reference["paper"] for row in rows if row.reference})
     lines += [""] + [f"{papers[key]}.  " for key in cited]
     return "\n".join(lines)
 
 
-def degradation_markdown(rows: list[Row]) -> str:
-    """He et al. 2015 Fig. 6's two claims, checked on our final training errors (mean over seeds):
-    the deepest plain net trains worse than the shallowest, and at each depth the residual
-    net (identity shortcuts) trains better than the plain one. Empty if the sweep has no plain nets."""
-    base = [r for r in rows if r.key["block"] == "basic" and r.key["norm"] == "batch" and int(r.key["width"]) == 16]
-    plain = {int(r.key["depth"]): r for r in base if r.key["shortcut"] == "none"}
-    resnet = {int(r.key["depth"]): r for r in base if r.key["shortcut"] == "identity"}
-    lines = []
-    if len(plain) >= 2:
-        lo, hi = plain[min(plain)], plain[max(plain)]
-        a, b = lo.mean("train_error"), hi.mean("train_error")
-        lines.append(f"- plain-{max(plain)} train error {b:.2f}% vs plain-{min(plain)} {a:.2f}%: deeper plain net "
-                     f"{'trains WORSE (degradation, as in Fig. 6)' if b > a else 'trains better (no degradation seen)'}.")
-    for depth in sorted(set(plain) & set(resnet)):
-        p, r = plain[depth].mean("train_error"), resnet[depth].mean("train_error")
-        lines.append(f"- depth {depth}: ResNet train error {r:.2f}% vs plain {p:.2f}%: ResNet "
-                     f"{'lower (as in Fig. 6)' if r < p else 'NOT lower'}.")
-    return "\n".join(lines)
+#: The fields that tell the nets of one Fig. 6 comparison apart; every other field is shared.
+_NET = ("run_name", "depth", "shortcut")
+
+
+def _context(row: Row) -> tuple:
+    return tuple((k, v) for k, v in row.key.items() if k not in _NET)
+
+
+def verdicts_markdown(rows: list[Row], metric: str = "train_error") -> str:
+    """He et al. 2015 Fig. 6's orderings, each adjacent pair with its verdict (issue 13):
+
+    (i) plain nets train worse as they get deeper (plain-20 < plain-32 < plain-44 < plain-56);
+    (ii) at equal depth the residual net trains better (ResNet-d < plain-d);
+    (iii) residual nets do not degrade (ResNet-56 <= ResNet-44 <= ResNet-32 <= ResNet-20).
+
+    Compared only between rows that agree on every other field (data set, protocol, lr,
+    budget, ...). An ordering is stated only beyond seed spread (:func:`compare`). Empty if
+    no pair exists.
+    """
+    contexts: dict[tuple, list[Row]] = {}
+    for row in rows:
+        contexts.setdefault(_context(row), []).append(row)
+    out = []
+    for ctx_rows in contexts.values():
+        plain = {int(r.key["depth"]): r for r in ctx_rows if r.key["shortcut"] == "none"}
+        residual: dict[str, dict[int, Row]] = {}
+        for r in ctx_rows:
+            if r.key["shortcut"] != "none":
+                residual.setdefault(str(r.key["shortcut"]), {})[int(r.key["depth"])] = r
+        tag = (lambda s: f" ({s})") if len(residual) > 1 else (lambda s: "")
+        lines = []
+        depths = sorted(plain)
+        if len(depths) >= 2:
+            lines.append("(i) plain nets train worse as they get deeper:")
+            for lo, hi in zip(depths, depths[1:]):
+                o = compare(plain[lo], plain[hi], metric, (f"plain-{lo}", f"plain-{hi}"))
+                verdict = {"lower": "as in Fig. 6 (i)", "higher": "the opposite of Fig. 6 (i)"}.get(o.outcome)
+                lines.append(f"- {o.text}" + (f"; {verdict}." if verdict else "."))
+        for shortcut, res in residual.items():
+            both = sorted(set(plain) & set(res))
+            if both:
+                lines.append(f"(ii) at equal depth the residual net{tag(shortcut)} trains better than the plain one:")
+            for d in both:
+                o = compare(res[d], plain[d], metric, (f"ResNet-{d}{tag(shortcut)}", f"plain-{d}"))
+                verdict = {"lower": "as in Fig. 6 (ii)", "higher": "the opposite of Fig. 6 (ii)"}.get(o.outcome)
+                lines.append(f"- {o.text}" + (f"; {verdict}." if verdict else "."))
+            rd = sorted(res)
+            if len(rd) >= 2:
+                lines.append(f"(iii) residual nets{tag(shortcut)} do not degrade with depth (deeper <= shallower):")
+            for lo, hi in zip(rd, rd[1:]):
+                o = compare(res[hi], res[lo], metric, (f"ResNet-{hi}{tag(shortcut)}", f"ResNet-{lo}{tag(shortcut)}"))
+                verdict = {"lower": "as in Fig. 6 (iii)", "higher": "the deeper ResNet degrades, unlike Fig. 6 (iii)"}.get(o.outcome)
+                lines.append(f"- {o.text}" + (f"; {verdict}." if verdict else "."))
+        if lines:
+            label = ctx_rows[0].label
+            if len(contexts) > 1 or label != "–":
+                out += [f"**{label if label != '–' else 'the rest'}**", ""]
+            out += lines + [""]
+    return "\n".join(out).rstrip()
 
 
 def problems_markdown(runs: list[Run]) -> str:
@@ -110,49 +178,83 @@ def problems_markdown(runs: list[Run]) -> str:
 
 
 def setup_markdown(runs: list[Run]) -> str:
-    """What the numbers are: steps, batch, data, precision, as they appear in the summaries."""
+    """What the numbers are: protocol, data, steps, batch, precision, as the summaries state them."""
     done = [r for r in runs if r.summary]
     if not done:
         return "No run has finished yet."
 
     def values(key: str) -> str:
-        counts = Counter(str(r.summary.get(key)) for r in done)
+        counts = Counter(str(r.get(key)) for r in done)
         return ", ".join(f"{v}" if len(counts) == 1 else f"{v} ({n} runs)" for v, n in counts.items())
 
-    text = (f"steps (trainer.max_steps): {values('max_steps')}; batch: {values('batch_size')}; "
-            f"data: {values('data')}; optimizer: {values('optimizer')} lr {values('lr')}; "
-            f"precision: {values('precision')}.")
-    if any(r.summary.get("max_steps") != PAPER_STEPS for r in done):
-        text += (f"  \n**Not the paper's schedule** ({PAPER_STEPS} steps): differences from the paper's "
-                 "figures measure the shorter budget, not the implementation.")
-    return text
+    lines = ["Protocol of the test errors:"]
+    for protocol, n in sorted(Counter(str(r.get("protocol")) for r in done).items()):
+        old = sum(1 for r in done if r.get("protocol") == protocol and "protocol" in r.derived)
+        note = (f"; {old} of them predate summary.json's `protocol` field and are taken as heldout "
+                "(every earlier run held out 45k/5k)") if old else ""
+        lines.append(f"- **{protocol}** ({n} runs{note}): {PROTOCOLS.get(protocol, 'not a protocol this report knows')}.")
+    old_data = sum(1 for r in done if "dataset" in r.derived)
+    lines += ["", f"dataset: {values('dataset')}" + (f" ({old_data} named from the old `data` field)" if old_data else "")
+              + f"; steps (trainer.max_steps): {values('max_steps')}; batch: {values('batch_size')}; "
+              f"data source: {values('data')}; optimizer: {values('optimizer')} lr {values('lr')}; "
+              f"init: {values('init')}; precision: {values('precision')}."]
+    steps = paper_steps()
+    if any(r.summary.get("max_steps") != steps for r in done):
+        lines.append(f"  \n**Not the paper's schedule** ({steps} steps, conf/budget/paper.yaml): differences from "
+                     "the paper's figures measure the shorter budget, not the implementation.")
+    return "\n".join(lines)
 
 
-def write_report(root: str | Path, out: str | Path | None = None) -> Path:
-    """Build the report of every run under ``root``; return the path of report.md."""
-    root = Path(root)
-    out = Path(out) if out else root
-    runs = find_runs(root)
+def duplicates_markdown(rows: list[Row]) -> str:
+    """Runs found twice (same fields and seed), e.g. a sweep given beside its exported records."""
+    dups = [(row, d) for row in rows for d in row.duplicates]
+    if not dups:
+        return ""
+    return "\n".join([f"Not counted, same fields and seed as a run already in the table ({len(dups)}):"]
+                     + [f"- `{d.path}` (seed {d.get('seed')}, {row.net})" for row, d in dups])
+
+
+def write_report(roots: str | Path | Sequence[str | Path], out: str | Path | None = None) -> Path:
+    """Build the report of every run under ``roots`` (one directory or several, merged); return report.md's path.
+
+    Several directories (seeds of one sweep run on different days, committed run records)
+    are merged into one table; ``out`` is then required.
+    """
+    roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
+    if out is None and len(roots) != 1:
+        raise ValueError("several directories need --out (where to write the merged report)")
+    out = Path(out) if out else roots[0]
+    runs = find_runs(roots)
     rows = aggregate(runs)
     statuses = Counter("no summary (incomplete)" if r.summary is None else r.status for r in runs)
     parts = [
-        f"# Report: `{root}`",
+        "# Report: " + ", ".join(f"`{r}`" for r in roots),
         "",
         f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + ".  ",
         setup_markdown(runs),
         "",
         "## Errors (He et al. 2015 Table 6 layout)",
         "",
-        "Completed runs only, grouped over seeds: mean ± sample std (n - 1) when there are several. "
-        "Train error: mean over the last logging window of training (`trainer.log_every_n_steps` steps). "
-        "Test error: the data set's test split, with the checkpoint of best validation error. "
-        "Difference: our mean minus the paper's figure (its mean where it gives one), percentage points.",
+        "Completed runs only. A row holds the seeds of one experiment: runs that differ in any other "
+        "field (data set, protocol, lr, budget, precision, init, batch, ...) are separate rows, and the "
+        "column *differs within the sweep* names the values that tell them apart. Each cell: mean ± "
+        "sample std (n - 1) over seeds, and n. Train error: mean over the last logging window of "
+        "training (`trainer.log_every_n_steps` steps). Test error: as the row's protocol says (above). "
+        "A paper figure appears only where the data set (CIFAR-10), block, shortcut, norm and protocol "
+        "(`paper`) are the paper's; it is labelled with the statistic the paper reports (single run, "
+        "best of 5, median of 5). Difference: our mean minus the paper's (its mean where it gives one), "
+        "percentage points.",
         "",
         table_markdown(rows) if rows else "No completed runs yet.",
         "",
     ]
-    if check := degradation_markdown(rows):
-        parts += ["### Fig. 6 in numbers (final training error, mean over seeds)", "", check, ""]
+    if dups := duplicates_markdown(rows):
+        parts += [dups, ""]
+    if check := verdicts_markdown(rows):
+        parts += ["### Fig. 6's orderings (final training error, %)", "",
+                  f"Each adjacent pair; an ordering is stated only when {TEST_NAME} (two-sided, alpha {ALPHA}, "
+                  f">= {MIN_SEEDS} seeds per side) rejects equal means; otherwise the numbers and *not resolved*. "
+                  "Only rows that agree on every field but depth and shortcut are compared.", "", check, ""]
     parts += [
         "## Runs that did not complete",
         "",
@@ -165,34 +267,38 @@ def write_report(root: str | Path, out: str | Path | None = None) -> Path:
         save_figure(curves_figure(runs), out / CURVES_PNG)
         parts += [f"![curves]({CURVES_PNG})", "",
                   "Dashed, thin: training error (TensorBoard `train/error`, mean over the logging window). "
-                  "Bold: validation error (`val/error`, the 5k images held out of the training set; the paper's "
-                  "Fig. 6 plots test error, which we evaluate only once, at the end: the star, `test/error`). "
-                  "Left: plain nets; right: residual nets; one colour per depth."]
+                  "Bold: validation error (`val/error`, the 5k images held out of the training set under the "
+                  "heldout protocol; the paper's Fig. 6 plots test error, which we evaluate only once, at the "
+                  "end: the star, `test/error`). Left: plain nets; right: residual nets; one colour per depth. "
+                  "Where an experiment has several seeds: the mean over seeds, the band ± one sample std."]
     else:
-        parts.append("No TensorBoard scalars found.")
+        parts.append("No TensorBoard scalars or run-record curves found.")
     parts += ["", "## Per-layer gradient profiles (last measurement)", ""]
     fig = profiles_figure(runs)
     if fig is not None:
         save_figure(fig, out / PROFILES_PNG)
         parts += [f"![profiles]({PROFILES_PNG})", "",
                   "From summary.json `diagnostics.grad_norm` (weight-gradient norm per conv/linear layer) and "
-                  "`diagnostics.block_grad` (norm of dL/dx at each block input), at the last measured step, "
+                  "`diagnostics.block_grad` (gradient dL/dx at each block input), at the last measured step, "
                   "against relative depth; one line per run, dotted for plain nets."]
     else:
         parts.append("No run recorded per-layer gradient diagnostics (summary.json `diagnostics.grad_norm` / "
                      "`diagnostics.block_grad` absent or empty): skipped.")
     text = "\n".join(parts) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
     return atomic_write(out / REPORT_MD, lambda f: f.write(text))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("root", help="a run directory or a multirun (sweep) directory")
-    parser.add_argument("--out", help="where to write report.md and the figures (default: root)")
+    parser.add_argument("roots", nargs="+", metavar="dir",
+                        help="run, multirun (sweep) or run-record directories; several are merged into one report")
+    parser.add_argument("--out", help="where to write report.md and the figures (default: the one dir; "
+                                      "required with several)")
     args = parser.parse_args(argv)
     try:
-        path = write_report(args.root, args.out)
-    except FileNotFoundError as err:
+        path = write_report(args.roots, args.out)
+    except (FileNotFoundError, ValueError) as err:
         print(f"residual_lab.report: {err}", file=sys.stderr)
         return 2
     print(path.read_text(), end="")

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from residual_lab.callbacks.block_grad import BlockInputGradients  # noqa: E402
 from residual_lab.callbacks.grad_norm import GradNorms  # noqa: E402
+from residual_lab.results.plots import gradient_profiles  # noqa: E402
 
 
 def _log10(values: np.ndarray) -> np.ndarray:
@@ -64,25 +65,17 @@ def grad_norm_heatmap(steps: Sequence[int], layers: Sequence[str], norms: np.nda
 def gradient_profile(grad: dict | None, block: dict | None, title: str = "") -> Figure:
     """Latest per-layer weight-gradient norms and dL/dx_l against depth (log scale).
 
+    The same drawing as the report's (:func:`residual_lab.results.plots.gradient_profiles`),
+    for one run.
+
     Args:
         grad: :attr:`GradNorms.latest` (``layers``, ``grad_norm``, ``step``) or None.
         block: :attr:`BlockInputGradients.latest` (``blocks``, ``grad_norm``) or None.
     """
-    fig = Figure(figsize=(9, 3.6), dpi=80)
-    panels = [(d, key, ylabel) for d, key, ylabel in
-              ((grad, "layers", "||dL/dW|| per layer"), (block, "blocks", "||dL/dx_l|| at block input")) if d]
-    for k, (d, key, ylabel) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), k + 1)
-        names = d[key]
-        ax.semilogy(range(len(names)), d["grad_norm"], marker=".")
-        every = max(1, len(names) // 12)
-        ax.set_xticks(range(0, len(names), every), names[::every], fontsize=6, rotation=60)
-        ax.set_xlabel(f"{key[:-1]} (input -> output)")
-        ax.set_ylabel(ylabel)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.set_title(f"{title} step {d['step']}".strip(), fontsize=9)
-    fig.tight_layout()
-    return fig
+    panels = [(f"{title} step {d['step']}".strip(), ylabel, [(title or None, d[key], d["grad_norm"], {})])
+              for d, key, ylabel in ((grad, "layers", "||dL/dW|| per layer"),
+                                     (block, "blocks", "dL/dx_l at block input")) if d]
+    return gradient_profiles(panels, panel_size=(4.5, 3.6))
 
 
 def render(fig: Figure) -> np.ndarray:

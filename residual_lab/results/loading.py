@@ -1,19 +1,28 @@
-"""Find the runs under a run or multirun directory and load what each one left behind.
+"""Find the runs under run, multirun or run-record directories and load what each one left behind.
 
 A run directory is one Hydra job's output: ``.hydra/config.yaml`` (written when the job
 starts), ``summary.json`` (written by :func:`residual_lab.run.train` when it ends, with a
 ``status``) and TensorBoard event files under ``tensorboard/<run_name>/``. A job killed
 mid-way has the first and maybe the last but no summary: it is kept, as ``incomplete``.
+
+A run record (:mod:`residual_lab.results.export`, committed under
+``experiments/<preset>/runs/<run name>-seed<k>/``) is ``summary.json`` plus ``curves.csv``
+instead of the event files; it reads back as the same :class:`Run`.
+
+Summaries written before the ``protocol`` and ``dataset`` fields existed are completed by
+:func:`derived_fields`: every earlier run used the 45k/5k split (``heldout``), and the data
+set is named from the data source's class where that says it.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from omegaconf import OmegaConf
 
@@ -24,8 +33,21 @@ from residual_lab.summary import SUMMARY_FILE
 INCOMPLETE = "incomplete"
 #: The scalar tags the report plots (He et al. 2015 Fig. 6 curves).
 CURVE_TAGS = ("train/error", "val/error", "test/error")
-#: Config fields that identify a net; read from summary.json, else from .hydra/config.yaml.
-IDENTITY_FIELDS = ("run_name", "depth", "shortcut", "block", "width", "norm", "seed")
+#: The scalar tags a run record keeps (``curves.csv``: one column per tag, ``/`` -> ``_``).
+RECORD_TAGS = ("train/loss", "train/error", "val/loss", "val/error", "test/loss", "test/error")
+#: A run record's curves, written by :func:`residual_lab.results.export.export_run_record`.
+CURVES_CSV = "curves.csv"
+#: Fields that identify an experiment (seed included); read from summary.json, else, for the
+#: top-level keys, from .hydra/config.yaml. Runs that agree on all but ``seed`` are seeds of
+#: one experiment (:func:`residual_lab.results.tables.aggregate`).
+IDENTITY_FIELDS = ("run_name", "depth", "shortcut", "block", "width", "norm", "init", "seed", "dataset",
+                   "protocol", "data", "batch_size", "optimizer", "lr", "max_steps", "precision")
+#: What a summary without ``protocol`` used: every run before the field existed held out 45k/5k.
+DEFAULT_PROTOCOL = "heldout"
+#: ``dataset`` of summaries that predate it, from their ``data`` field (the source's class).
+#: TorchvisionCIFAR served both CIFAR-10 and CIFAR-100 and did not record which.
+DATASET_FROM_SOURCE = {"TorchvisionCIFAR": "cifar10 or cifar100 (not recorded)",
+                       "ImageFolderSource": "imagefolder", "SyntheticSource": "synthetic"}
 
 
 @dataclass
@@ -35,13 +57,16 @@ class Run:
     Attributes:
         path: the run directory.
         summary: summary.json's fields, or None when the run never wrote one.
-        fields: identifying fields (run_name, depth, shortcut, block, width, norm, seed), from
-            the summary or, for incomplete runs, from the saved config.
+        fields: identifying fields (:data:`IDENTITY_FIELDS`), from the summary or, for
+            incomplete runs, from the saved config; ``protocol`` and ``dataset`` derived for
+            summaries that predate them.
     """
 
     path: Path
     summary: dict[str, Any] | None
     fields: dict[str, Any] = field(default_factory=dict)
+    #: Fields not in summary.json but derived for an old one (:func:`derived_fields`).
+    derived: tuple[str, ...] = ()
 
     @property
     def status(self) -> str:
@@ -57,7 +82,7 @@ class Run:
         return self.fields.get("shortcut") == "none"
 
     def get(self, key: str, default: Any = None) -> Any:
-        """A summary field, else an identifying field, else ``default``."""
+        """A summary field, else an identifying field (derived ones included), else ``default``."""
         if self.summary and self.summary.get(key) is not None:
             return self.summary[key]
         return self.fields.get(key, default)
@@ -98,6 +123,16 @@ def _config_fields(path: Path) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
+def derived_fields(summary: dict[str, Any]) -> dict[str, Any]:
+    """``protocol`` and ``dataset`` for a summary that lacks them (empty if it has both)."""
+    out = {}
+    if summary.get("protocol") is None:
+        out["protocol"] = DEFAULT_PROTOCOL
+    if summary.get("dataset") is None and summary.get("data") is not None:
+        out["dataset"] = DATASET_FROM_SOURCE.get(str(summary["data"]), f"{summary['data']} (not recorded)")
+    return out
+
+
 def load_run(path: str | Path) -> Run:
     """The :class:`Run` in one directory (summary.json optional)."""
     path = Path(path)
@@ -109,18 +144,31 @@ def load_run(path: str | Path) -> Run:
         except json.JSONDecodeError:  # summary.json is written atomically; a bad one is not ours
             summary = None
     fields = _config_fields(path)
+    derived: dict[str, Any] = {}
     if summary:
         fields.update({k: summary[k] for k in IDENTITY_FIELDS if summary.get(k) is not None})
-    return Run(path=path, summary=summary, fields=fields)
+        derived = derived_fields(summary)
+        fields.update(derived)
+    return Run(path=path, summary=summary, fields=fields, derived=tuple(derived))
 
 
-def find_runs(root: str | Path, max_depth: int = 3) -> list[Run]:
+def find_runs(root: str | Path | Sequence[str | Path], max_depth: int = 3) -> list[Run]:
     """Every run under ``root``: ``root`` itself if it is a run, else its run subdirectories.
 
     Works on a single run, a multirun (``<sweep>/<job>_<name>/``), a directory of multiruns,
-    and a sweep still in progress (jobs without summary.json are ``incomplete``).
-    Directories are visited in natural order, so jobs come back in Hydra's job order.
+    a directory of run records (``experiments/<preset>/runs``) and a sweep still in progress
+    (jobs without summary.json are ``incomplete``). Directories are visited in natural order,
+    so jobs come back in Hydra's job order. Several roots (seeds run on different days) give
+    their runs one after the other, each directory once.
     """
+    if not isinstance(root, (str, Path)):
+        runs, seen = [], set()
+        for r in root:
+            for run in find_runs(r, max_depth):
+                if run.path.resolve() not in seen:
+                    seen.add(run.path.resolve())
+                    runs.append(run)
+        return runs
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no such directory: {root}")
@@ -149,14 +197,33 @@ def event_dirs(run_dir: str | Path) -> list[Path]:
     return sorted({p.parent for p in tb.rglob("events.out.tfevents.*")}, key=_natural_key)
 
 
+def read_curves_csv(path: str | Path, tags: tuple[str, ...] | None = None) -> dict[str, tuple[list[int], list[float]]]:
+    """``{tag: (steps, values)}`` from a run record's ``curves.csv`` (empty cell: not logged)."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        columns = [c for c in reader.fieldnames or [] if c != "step"]
+        out: dict[str, tuple[list[int], list[float]]] = {}
+        for line in reader:
+            for col in columns:
+                if line[col] not in ("", None):
+                    steps, values = out.setdefault(col.replace("_", "/", 1), ([], []))
+                    steps.append(int(line["step"]))
+                    values.append(float(line[col]))
+    return {t: sv for t, sv in out.items() if tags is None or t in tags}
+
+
 def load_scalars(run_dir: str | Path, tags: tuple[str, ...] | None = CURVE_TAGS) -> dict[str, tuple[list[int], list[float]]]:
-    """``{tag: (steps, values)}`` from a run's TensorBoard events, sorted by step.
+    """``{tag: (steps, values)}`` from a run's TensorBoard events (or its record's curves.csv).
 
     Uses TensorBoard's own reader (``EventAccumulator``, every event file of the
     directory, no down-sampling). ``tags=None`` loads every scalar tag. Missing tags are
-    absent from the result; a run that logged nothing yet gives ``{}``.
+    absent from the result; a run that logged nothing yet gives ``{}``. A run record
+    (``curves.csv``, no event files) gives the tags it kept (:data:`RECORD_TAGS`).
     """
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    if not event_dirs(run_dir) and (Path(run_dir) / CURVES_CSV).is_file():
+        return read_curves_csv(Path(run_dir) / CURVES_CSV, tags)
 
     merged: dict[str, dict[int, float]] = {}
     for d in event_dirs(run_dir):
