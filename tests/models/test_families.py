@@ -137,3 +137,38 @@ def test_one_step_run_writes_summary_with_the_familys_tags(make_cfg, tmp_path, f
     assert all(v > 0 for v in diag["grad_norm"]["grad_norm"] + diag["block_grad"]["grad_norm"])
     tokens = diag["token_stats"]
     assert (tokens["blocks"] if family == "vit" else tokens) == (BLOCKS["vit"] if family == "vit" else {})
+
+
+@pytest.mark.parametrize("preset, model, sweep", [
+    ("seed_resnet18", "ResNet18", {"shortcut": "none,projection"}),
+    ("depth_mlp", "MLP", {"depth": "4,8,16,32,64", "shortcut": "none,identity", "norm": "batch,none"}),
+    ("depth_vit", "VisionTransformer", {"depth": "2,4,8,12,24", "block": "preln,postln", "shortcut": "none,identity"}),
+    ("depth_lstm", "LSTMStack", {"depth": "1,2,4,6,8,12", "shortcut": "none,identity"}),
+])
+def test_presets_sweep_plain_and_residual_with_adam_and_no_warmup(preset, model, sweep):
+    from hydra import compose, initialize_config_dir
+
+    from residual_lab.run import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={preset}", "budget=cpu"], return_hydra_config=True)
+    assert dict(cfg.hydra.sweeper.params) == sweep
+    assert cfg.model._target_ == f"residual_lab.models.{model}"
+    assert (cfg.optimizer._target_, cfg.optimizer.lr, cfg.scheduler.warmup_steps) == ("torch.optim.Adam", 1e-3, 0)
+    assert cfg.trainer.max_steps == 500  # the budget sets the length
+    if preset == "seed_resnet18":
+        assert (cfg.model.dropout, cfg.data.pad, cfg.data.flip) == (0.5, 4, True)
+
+
+def test_lstm_layer_computes_exactly_what_nn_lstm_computes():
+    from residual_lab.models.lstm import LSTMLayer
+
+    torch.manual_seed(0)
+    ref, layer = torch.nn.LSTM(8, 8, batch_first=True), LSTMLayer(8)
+    with torch.no_grad():
+        for mine, theirs in ((layer.ih, "ih_l0"), (layer.hh, "hh_l0")):
+            mine.weight.copy_(getattr(ref, f"weight_{theirs}"))
+            mine.bias.copy_(getattr(ref, f"bias_{theirs}"))
+    x = torch.randn(3, 32, 8)
+    torch.testing.assert_close(layer(x), ref(x)[0], rtol=1e-5, atol=1e-6)
+    assert sum(p.numel() for p in layer.parameters()) == sum(p.numel() for p in ref.parameters())
