@@ -32,12 +32,18 @@ class InMemoryDataModule(L.LightningDataModule):
     training-split statistics run on whole batches on the model's device in
     ``on_after_batch_transfer``.
 
+    Under DDP (``trainer=ddp``) each rank trains on its own part of every global batch of
+    ``batch_size x devices`` images and evaluates its own part of the val/test split
+    (:class:`IndexBatchLoader`), and draws its own crops and flips. One process is rank 0
+    of 1: its batches and augmentations are the same as if there were no sharding.
+
     Args:
         source: object with ``load() -> ImageArrays`` (torchvision, image folder, synthetic).
         num_classes: classes the model is built for; checked against the data.
         root: where the source reads its files (``data.root``; the source config
             interpolates it, so one override moves both).
-        batch_size: training batch, images (128 in the paper).
+        batch_size: training batch per process, images; the global batch is
+            batch_size x devices (128 in the paper).
         eval_batch_size: validation/test batch, images (no gradients, so larger is fine).
         val_size: training images held out for validation (5000; 0 trains on all).
         subset: train on this many images of the train split, class-balanced; None for all.
@@ -104,22 +110,36 @@ class InMemoryDataModule(L.LightningDataModule):
     def num_train(self) -> int:
         return len(self.splits["train"][1])
 
+    def _ranks(self) -> dict[str, int]:
+        """This process's place in DDP (rank 0 of 1 without a trainer or with one device)."""
+        if self.trainer is None:
+            return {"rank": 0, "world_size": 1}
+        return {"rank": self.trainer.global_rank, "world_size": self.trainer.world_size}
+
     def train_dataloader(self) -> IndexBatchLoader:
         x, y = self.splits["train"]
-        if len(y) < self.batch_size:
-            raise UserFacingError(f"data.batch_size={self.batch_size} exceeds the "
+        ranks = self._ranks()
+        if len(y) < self.batch_size * ranks["world_size"]:
+            per = f" x {ranks['world_size']} processes" if ranks["world_size"] > 1 else ""
+            raise UserFacingError(f"data.batch_size={self.batch_size}{per} exceeds the "
                                   f"{len(y)} training images")
         self._train_loader = IndexBatchLoader(x, y, self.batch_size, shuffle=True, drop_last=True,
-                                              seed=self.shuffle_seed)
+                                              seed=self.shuffle_seed, **ranks)
         return self._train_loader
 
     def val_dataloader(self) -> IndexBatchLoader | list:
         x, y = self.splits["val"]
-        return IndexBatchLoader(x, y, self.eval_batch_size, shuffle=False, drop_last=False) if len(y) else []
+        return self._eval_loader(x, y) if len(y) else []
 
     def test_dataloader(self) -> IndexBatchLoader:
-        x, y = self.splits["test"]
-        return IndexBatchLoader(x, y, self.eval_batch_size, shuffle=False, drop_last=False)
+        return self._eval_loader(*self.splits["test"])
+
+    def _eval_loader(self, x: torch.Tensor, y: torch.Tensor) -> IndexBatchLoader:
+        ranks = self._ranks()
+        if len(y) < ranks["world_size"]:  # a rank without a batch would miss the metrics' sync
+            raise UserFacingError(f"{len(y)} evaluation images cannot be shared by "
+                                  f"{ranks['world_size']} processes")
+        return IndexBatchLoader(x, y, self.eval_batch_size, shuffle=False, drop_last=False, **ranks)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
@@ -132,8 +152,11 @@ class InMemoryDataModule(L.LightningDataModule):
         return normalize(images, self.mean, self.std), labels
 
     def _augment_generator(self, device: torch.device) -> torch.Generator:
-        """A generator seeded by (shuffle_seed, global step): crops and flips are a function
-        of the step, so a resumed run draws the same ones as an uninterrupted run."""
+        """A generator seeded by (shuffle_seed, global step, rank): crops and flips are a
+        function of the step, so a resumed run draws the same ones as an uninterrupted run,
+        and DDP ranks draw different ones. ``seed * world_size + rank`` is distinct per rank
+        and is the single-process seed when ``world_size`` is 1."""
         if self._generator is None or self._generator.device != device:
             self._generator = torch.Generator(device=device)
-        return self._generator.manual_seed(self.shuffle_seed * 1_000_003 + self.trainer.global_step)
+        seed = self.shuffle_seed * 1_000_003 + self.trainer.global_step
+        return self._generator.manual_seed(seed * self.trainer.world_size + self.trainer.global_rank)
