@@ -13,7 +13,8 @@ from residual_lab.run import build
 
 VIT = ("model=vit", "depth=2", "width=16", "model.heads=2", "data.batch_size=16")
 QUICK = ("~callbacks.model_checkpoint", "~callbacks.last_checkpoint", "~callbacks.lr_monitor",
-         "~callbacks.diagnostic_figures", "~logger.tensorboard", "+trainer.limit_val_batches=0")
+         "~callbacks.diagnostic_figures", "~logger.tensorboard", "+trainer.limit_val_batches=0",
+         "data.source.num_train=128", "data.val_size=32", "data.source.num_test=32")
 BLOCKS = ["b0.attn", "b0.mlp", "b1.attn", "b1.mlp"]
 
 
