@@ -22,11 +22,14 @@ LSTM_SHORTCUTS = ("none", "identity")
 
 
 class LSTMLayer(nn.Module):
-    """One LSTM layer over a whole sequence: ``nn.LSTM``'s equations and initialisation.
+    """One LSTM layer over a whole sequence: ``nn.LSTM``'s equations, kernel and initialisation.
 
-    The gate weights are two ``nn.Linear`` (``ih``: input, ``hh``: recurrent), so the
-    diagnostics track them like any layer (``nn.LSTM`` keeps them as loose parameters).
-    The input part is one matmul for all steps; only ``hh`` runs per step.
+    The gate weights live in two ``nn.Linear`` (``ih``: input, ``hh``: recurrent; gates
+    i, f, g, o as in ``nn.LSTM``) so the diagnostics track them like any layer (``nn.LSTM``
+    keeps them as loose parameters); the forward passes them to the fused kernel
+    ``nn.LSTM`` itself calls (``torch._VF.lstm``), about 4x faster on a CPU than a Python
+    loop over the steps (151 vs 579 ms forward+backward, batch 128, 32 steps, width 128,
+    1 thread, on our loaded 2-core CPU).
 
     Args:
         width: input and hidden features (equal, so the identity shortcut fits).
@@ -34,20 +37,17 @@ class LSTMLayer(nn.Module):
 
     def __init__(self, width: int) -> None:
         super().__init__()
+        self.width = width
         # nn.Linear's default init, U(+-1/sqrt(width)) on weights and biases, is nn.LSTM's.
         self.ih = nn.Linear(width, 4 * width)
         self.hh = nn.Linear(width, 4 * width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gates_x = self.ih(x)  # (batch, steps, 4 * width): gates i, f, g, o
-        h = c = x.new_zeros(x.shape[0], x.shape[2])
-        out = []
-        for t in range(x.shape[1]):
-            i, f, g, o = (gates_x[:, t] + self.hh(h)).chunk(4, dim=1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
-            out.append(h)
-        return torch.stack(out, dim=1)
+        h0 = x.new_zeros(1, x.shape[0], self.width)  # (layers, batch, width), as are c0
+        weights = [self.ih.weight, self.hh.weight, self.ih.bias, self.hh.bias]
+        # Arguments as nn.LSTM.forward passes them: has_biases, num_layers, dropout, train,
+        # bidirectional, batch_first. Returns (output, h_n, c_n).
+        return torch._VF.lstm(x, (h0, h0), weights, True, 1, 0.0, self.training, False, True)[0]
 
 
 class LSTMStack(nn.Module):
