@@ -16,9 +16,14 @@ machine noise hits all of them alike:
 
 Every window runs ``bench.warmup_steps`` untimed steps, then ``bench.steps`` timed ones
 (default: one diagnostic interval, so each window holds exactly one measuring step and the
-median carries the diagnostics' amortised cost). Each Lightning window is a fresh
-``trainer.fit`` of the same module (weights carry over) with validation off: throughput is
+median carries the diagnostics' amortised cost). Each Lightning variant's module, data module
+and trainer are built once; a window is one more ``trainer.fit`` of them (weights and
+``global_step`` carry over, as in one long run) with validation off: throughput is
 training only, as :class:`~residual_lab.callbacks.TrainSpeed` measures it.
+
+FLOPs are counted by Lightning's ``measure_flops`` (forward, and forward + backward of the
+cross-entropy), the peak comes from Lightning's ``get_available_flops`` table or
+``--peak-gflops``. Only the variants and the table are residual_lab's.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import psutil
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from lightning.fabric.utilities.throughput import get_available_flops, measure_flops
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -47,21 +53,6 @@ from residual_lab.io import write_json
 from residual_lab.run import CONFIG_DIR, build
 
 log = logging.getLogger(__name__)
-
-#: Dense peak throughput of known accelerators, GFLOP/s, from the vendors' data sheets
-#: (NVIDIA H100/H200 SXM: 989 TFLOP/s bf16 tensor core, 67 TFLOP/s fp32; H100 PCIe: 756 and
-#: 51; A100: 312 and 19.5). Matched on a substring of ``torch.cuda.get_device_name``, most
-#: specific first. CPUs vary too much by clock and SKU: pass ``--peak-gflops`` for them.
-KNOWN_PEAK_GFLOPS: dict[str, dict[str, float]] = {
-    "H100 PCIe": {"bf16": 756e3, "fp32": 51.2e3},
-    "H100": {"bf16": 989.4e3, "fp32": 66.9e3},
-    "H200": {"bf16": 989.4e3, "fp32": 66.9e3},
-    "A100": {"bf16": 312e3, "fp32": 19.5e3},
-}
-
-#: Training FLOPs per image = this x forward FLOPs: the backward pass costs about two forwards
-#: (gradients w.r.t. inputs and weights), the usual convention (Kaplan et al. 2020 sec. 2.1).
-TRAIN_FLOPS_PER_FORWARD = 3
 
 VARIANT_LABELS = {
     "reference": "(a) reference: torchvision transforms + DataLoader, NCHW fp32",
@@ -88,24 +79,20 @@ def _reset_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def forward_flops_per_image(net: nn.Module, image_shape: tuple[int, ...], device: torch.device) -> float:
-    """Forward FLOPs per image (a multiply-add counts 2), counted by ``FlopCounterMode``.
+def flops_per_image(cfg: DictConfig, image_shape: tuple[int, ...]) -> tuple[float, float]:
+    """(forward, training) FLOPs per image of ``cfg.model``, a multiply-add counting 2.
 
-    Counts convolutions and matmuls, which are all but a fraction of a percent of a ResNet's
-    arithmetic (BN, ReLU and additions are not counted). The net is used in eval mode on a
-    copy-free no-grad pass, so its BN statistics are untouched.
+    Lightning's ``measure_flops`` (``torch.utils.flop_counter``: convolutions and matmuls, all
+    but a fraction of a percent of a ResNet's arithmetic) on a meta-device copy, so nothing
+    is computed. Training is forward + backward of the cross-entropy as autograd runs it:
+    about 3 x forward, less the input gradient of the first conv, which nothing needs.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    was_training = net.training
-    net.eval()
-    x = torch.zeros(2, *image_shape, device=device)
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            net(x)
-    finally:
-        net.train(was_training)
-    return counter.get_total_flops() / len(x)
+    with torch.device("meta"):
+        net = instantiate(cfg.model)
+        x, y = torch.zeros(2, *image_shape), torch.zeros(2, dtype=torch.long)
+    forward = measure_flops(net, lambda: net(x))
+    training = measure_flops(net, lambda: net(x), lambda out: F.cross_entropy(out, y))
+    return forward / len(x), training / len(x)
 
 
 class StepClock(L.Callback):
@@ -182,30 +169,31 @@ def step_level_overhead(windows: list[tuple[list[float], list[bool]]], every_n_s
 
 
 class LightningVariant:
-    """Variant (b) or (c): the objects ``residual_lab.run.build`` makes, one fit per window.
+    """Variant (b) or (c): a module and trainer as ``residual_lab.run.build`` makes them, built
+    once; each window is one more ``trainer.fit`` (Lightning resets ``should_stop`` per fit).
 
-    The module (hence weights and BN statistics) persists across windows; the trainer and its
-    callbacks are fresh each window, exactly as the entry point builds them.
+    Args:
+        cfg: the run config (validation off).
+        module, trainer: this variant's, from ``build(cfg)``.
+        datamodule: shared by the variants, set up once.
+        diagnostics: keep the :class:`~residual_lab.callbacks.IntervalCallback` diagnostics.
     """
 
-    def __init__(self, cfg: DictConfig, module: L.LightningModule, datamodule: L.LightningDataModule,
-                 *, diagnostics: bool) -> None:
-        self.cfg, self.module, self.datamodule, self.diagnostics = cfg, module, datamodule, diagnostics
-        self.callbacks: list[str] = []  # class names of the callbacks the last window ran with
+    def __init__(self, cfg: DictConfig, module: L.LightningModule, trainer: L.Trainer,
+                 datamodule: L.LightningDataModule, *, diagnostics: bool) -> None:
+        self.cfg, self.module, self.trainer, self.datamodule = cfg, module, trainer, datamodule
+        self._callbacks = [c for c in trainer.callbacks if diagnostics or not isinstance(c, IntervalCallback)]
+        self.callbacks = [type(c).__name__ for c in self._callbacks]
         self.step_windows: list[tuple[list[float], list[bool]]] = []  # per-step times (CPU only)
 
     def window(self, warmup: int, steps: int) -> tuple[float, float]:
         """Run one window; return (seconds for ``steps`` steps, peak memory in MB)."""
-        _, _, trainer = build(self.cfg)
-        if not self.diagnostics:
-            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, IntervalCallback)]
-        self.callbacks = [type(c).__name__ for c in trainer.callbacks]
         clock = StepClock(warmup, steps, self.cfg.diagnostics.every_n_steps)
-        trainer.callbacks.append(clock)
-        trainer.fit(self.module, datamodule=self.datamodule)
+        self.trainer.callbacks = [*self._callbacks, clock]
+        self.trainer.fit(self.module, datamodule=self.datamodule)
         if clock.seconds is None:
-            raise RuntimeError(f"the fit stopped after {clock.done} of {warmup + steps} steps "
-                               f"(trainer.max_steps={self.cfg.trainer.max_steps} too small?)")
+            raise RuntimeError(f"the fit stopped after {clock.done} of {warmup + steps} steps of a window "
+                               f"(trainer.max_steps={self.cfg.trainer.max_steps} must cover all rounds' steps)")
         if clock.step_seconds:
             self.step_windows.append((clock.step_seconds, clock.measuring))
         return clock.seconds, clock.memory_mb
@@ -294,16 +282,18 @@ class ReferenceLoop:
 
 
 def peak_gflops(cfg: DictConfig, device: torch.device) -> tuple[float | None, str | None]:
-    """The peak to compare against: ``bench.peak_gflops``, else a known GPU's, else None."""
+    """The peak to compare against: ``bench.peak_gflops``, else Lightning's table, else None.
+
+    Lightning 2.6's ``get_available_flops`` knows no CPU, matches an H200 only by a name with
+    "SXM1"/"NVL1" in it and lists the H200's with-sparsity tensor-core peaks (2x dense):
+    pass ``--peak-gflops`` where it has none or the wrong one.
+    """
     if cfg.bench.peak_gflops:
         return float(cfg.bench.peak_gflops), "bench.peak_gflops"
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        kind = "bf16" if "16" in str(cfg.trainer.precision) else "fp32"
-        for key, peaks in KNOWN_PEAK_GFLOPS.items():
-            if key in name:
-                return peaks[kind], f"{name} {kind} data sheet"
-    return None, None
+    precision = str(cfg.trainer.precision)
+    dtype = torch.bfloat16 if "bf16" in precision else torch.float16 if "16" in precision else torch.float32
+    flops = get_available_flops(device, dtype)
+    return (flops / 1e9, f"lightning get_available_flops({device_name(device)!r}, {dtype})") if flops else (None, None)
 
 
 def device_name(device: torch.device) -> str:
@@ -329,13 +319,13 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
     images, labels = datamodule.splits["train"]
     shape = tuple(images.shape[1:])
 
+    built = [(module, trainer)]  # the first Lightning variant takes these; a second builds its own
     variants: dict[str, Any] = {}
     for name in b.variants:
-        if name == "full":
-            variants[name] = LightningVariant(window_cfg, module, datamodule, diagnostics=True)
-        elif name == "no_diagnostics":
-            other = module if "full" not in b.variants else build(window_cfg)[0]
-            variants[name] = LightningVariant(window_cfg, other, datamodule, diagnostics=False)
+        if name in ("full", "no_diagnostics"):
+            own_module, own_trainer = built.pop() if built else build(window_cfg)[::2]
+            variants[name] = LightningVariant(window_cfg, own_module, own_trainer, datamodule,
+                                              diagnostics=name == "full")
         elif name == "reference":
             workers = b.reference_workers if b.reference_workers is not None else os.cpu_count()
             variants[name] = ReferenceLoop(instantiate(cfg.model), instantiate(cfg.optimizer),
@@ -344,8 +334,7 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
         else:
             raise ValueError(f"unknown bench variant {name!r}; valid: {', '.join(VARIANT_LABELS)}")
 
-    fwd = forward_flops_per_image(instantiate(cfg.model).to(device), shape, device)
-    train_flops = TRAIN_FLOPS_PER_FORWARD * fwd
+    fwd, train_flops = flops_per_image(cfg, shape)
     peak, peak_source = peak_gflops(cfg, device)
 
     batch = datamodule.batch_size
@@ -414,8 +403,8 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
                      "reference_timed_steps_per_window": steps.get("reference"), "rounds": b.rounds,
                      "statistic": "median over windows"},
         "flops_per_image": {"forward": fwd, "training": train_flops,
-                            "training_rule": f"{TRAIN_FLOPS_PER_FORWARD} x forward",
-                            "counted_with": "torch.utils.flop_counter.FlopCounterMode (conv + matmul)"},
+                            "training_rule": "forward + backward of the cross-entropy",
+                            "counted_with": "lightning measure_flops (torch FlopCounterMode: conv + matmul)"},
         "dataset_in_memory_mb": sum(x.nbytes + y.nbytes for x, y in datamodule.splits.values()) / 1e6,
         "peak_gflops": peak,
         "peak_source": peak_source,
@@ -440,8 +429,8 @@ def format_table(report: dict[str, Any]) -> str:
         f"residual_lab bench {report['date']}: {report['run_name']}, batch {c['batch_size']}, "
         f"precision {c['precision']}, data {c['data']}, compile {c['compile']}",
         f"device: {report['device']}; torch {report['versions']['torch']}, lightning {report['versions']['lightning']}",
-        f"FLOPs/image: forward {f['forward'] / 1e9:.4f} GFLOP (counted), training {f['training'] / 1e9:.4f} "
-        f"GFLOP ({f['training_rule']})",
+        f"FLOPs/image: forward {f['forward'] / 1e9:.4f} GFLOP, training {f['training'] / 1e9:.4f} "
+        f"GFLOP ({f['training_rule']}; {f['counted_with']})",
         f"dataset in memory (uint8 train/val/test + labels): {report['dataset_in_memory_mb']:.0f} MB",
         f"protocol: {report['protocol']['rounds']} interleaved windows per variant of "
         + ", ".join(f"{n} {row['timed_steps_per_window']}" for n, row in report["variants"].items())
