@@ -183,5 +183,9 @@ def test_a_checkpoint_of_another_architecture_is_refused_with_the_mismatching_ke
 
 def test_checkpoints_hold_only_weights_only_loadable_objects(make_cfg, tmp_path):
     train(make_cfg(*FAST, "trainer.max_steps=2"))
-    for ckpt in (tmp_path / "checkpoints").glob("*.ckpt"):
-        torch.load(ckpt, weights_only=True)  # raises on any pickled class
+    checkpoints = sorted((tmp_path / "checkpoints").glob("*.ckpt"))
+    # The best-validation checkpoint and the resumable last.ckpt; none at all must fail, not pass.
+    assert [p.name for p in checkpoints] == ["best-step2.ckpt", "last.ckpt"]
+    for ckpt in checkpoints:
+        state = torch.load(ckpt, weights_only=True)  # raises on any pickled class
+        assert state["global_step"] == 2 and state["state_dict"] and "callbacks" in state, ckpt.name
