@@ -84,6 +84,15 @@ class BlockHookCallback(IntervalCallback):
     """A diagnostic that hooks every block's forward: knows the blocks in network order and
     stands down on a ``torch.compile``'d net, whose forward ignores hooks added later."""
 
+    def __init__(self, every_n_steps: int = 50) -> None:
+        super().__init__(every_n_steps)
+        self._handles: list = []  # the hooks attached for the current measuring step
+
+    def _remove_hooks(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         net = network(pl_module)
         self._blocks = blocks(net)

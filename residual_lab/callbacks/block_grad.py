@@ -46,7 +46,6 @@ class BlockInputGradients(BlockHookCallback):
     def __init__(self, every_n_steps: int = 50) -> None:
         super().__init__(every_n_steps)
         self.blocks: list[str] = []
-        self._handles: list = []
         self._norms: dict[int, torch.Tensor] = {}
 
     def _pre_hook(self, index: int):
@@ -55,11 +54,6 @@ class BlockInputGradients(BlockHookCallback):
             if x.requires_grad:
                 x.register_hook(lambda g: self._norms.__setitem__(index, rms(g)))
         return hook
-
-    def _remove_hooks(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self._enabled and self.is_logging_step(trainer):

@@ -30,7 +30,6 @@ class ForwardSignal(BlockHookCallback):
     def __init__(self, every_n_steps: int = 50) -> None:
         super().__init__(every_n_steps)
         self.blocks: list[str] = []
-        self._handles: list = []
         self._values: dict[tuple[str, int], torch.Tensor] = {}
 
     def _store(self, kind: str, index: int, tensor: torch.Tensor) -> None:
@@ -45,11 +44,6 @@ class ForwardSignal(BlockHookCallback):
                 blk.residual.register_forward_hook(lambda m, args, out, i=i: self._store("rms_residual", i, out)),
                 blk.register_forward_hook(lambda m, args, out, i=i: self._store("rms_out", i, out)),
             ]
-
-    def _remove_hooks(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
 
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss) -> None:
         self._remove_hooks()

@@ -19,6 +19,11 @@ class ResourceMonitor(IntervalCallback):
     The summary gives the last and the peak sampled RSS during training, and the OS
     high-water mark (``getrusage`` ``ru_maxrss``, which also counts data loading before
     training), so 200- and 2,000-step runs can be compared for growth.
+
+    Not Lightning's ``DeviceStatsMonitor``: on the CPU it logs system-wide percentages
+    (``psutil.virtual_memory().percent``, CPU and swap use), which other processes move,
+    not this process's resident memory; on CUDA it logs the allocator's counters every
+    logged step. Growth of one run needs this process's RSS and its peak.
     """
 
     summary_key = "resources"

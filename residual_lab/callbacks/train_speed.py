@@ -13,6 +13,11 @@ class TrainSpeed(L.Callback):
     Reads the clock at fit start/end and around validation only: no per-step work.
     The first ``skip_steps`` steps are excluded so warm-up (allocator, autotuning,
     compilation) does not dilute the figure.
+
+    Not Lightning's ``ThroughputMonitor``: that one calls ``torch.cuda.synchronize()`` at
+    every batch end (Lightning 2.6, ``throughput_monitor.py`` ``_update``), a host sync per
+    step on the hot path, and logs a windowed rate every ``log_every_n_steps``; this keeps
+    one whole-fit figure for summary.json at the cost of two clock reads per fit.
     """
 
     def __init__(self, skip_steps: int = 5) -> None:
