@@ -22,6 +22,8 @@ from residual_lab.models.layers import ACT_LAYERS, check_choice
 MLP_NORMS: dict[str, type[nn.Module] | None] = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm, "none": None}
 #: The MLP's skip paths: all its blocks keep the width, so only identity or nothing.
 MLP_SHORTCUTS = ("none", "identity")
+#: The inits of :data:`residual_lab.models.init.INITS` that apply to linear layers (fixup is conv-only).
+MLP_INITS = ("kaiming_fan_in", "kaiming_fan_out", "skipinit", "rezero")
 
 
 def linear_norm(in_features: int, out_features: int, norm: type[nn.Module] | None, i: str) -> list:
@@ -53,7 +55,7 @@ class MLP(nn.Module):
         norm: ``batch``, ``layer`` or ``none``.
         num_classes: classifier outputs.
         in_features: inputs per image (3 * 32 * 32 = 3072).
-        init: a key of :data:`residual_lab.models.init.INITS` (Kaiming on every linear layer).
+        init: one of :data:`MLP_INITS` (keys of :data:`residual_lab.models.init.INITS`).
     """
 
     def __init__(self, *, depth: int, shortcut: str, block: str, width: int, norm: str,
@@ -62,7 +64,7 @@ class MLP(nn.Module):
         check_choice("shortcut", shortcut, MLP_SHORTCUTS)
         check_choice("block", block, {"basic"})
         check_choice("norm", norm, MLP_NORMS)
-        check_choice("init", init, INITS)
+        check_choice("init", init, [i for i in MLP_INITS if i in INITS])
         if depth < 4 or depth % 2:
             raise ValueError(f"depth {depth} is not 2n+2 with n >= 1 for model=mlp; try {max(4, depth + depth % 2)}")
         norm_layer, act = MLP_NORMS[norm], ACT_LAYERS["relu"]
