@@ -55,7 +55,6 @@ class TokenStats(BlockHookCallback):
         self.blocks: list[str] = []
         self.initial: dict = {}
         self._enabled = False
-        self._handles: list = []
         self._inputs: dict[int, torch.Tensor] = {}
         self._values: dict[tuple[str, int], torch.Tensor] = {}
 
@@ -89,9 +88,8 @@ class TokenStats(BlockHookCallback):
             ]
 
     def _remove_hooks(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles, self._inputs = [], {}
+        super()._remove_hooks()
+        self._inputs = {}
 
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss) -> None:
         self._remove_hooks()
