@@ -186,13 +186,20 @@ def _main(cfg: DictConfig) -> None:
             sys.exit(2)
 
 
+#: Hydra's flags that take a value (``--cfg job``): that value is not the analysis' name.
+_VALUED_FLAGS = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
+                 "-cd", "--config-dir", "--info", "--experimental-rerun"}
+
+
 def translate_argv(argv: list[str]) -> list[str]:
-    """``analyze signal depth=56`` -> ``analyze=signal depth=56`` (the first bare word names the probe)."""
+    """``analyze signal -m depth=56`` -> ``-m depth=56 analyze=signal``: the first bare word
+    names the probe; it goes last, so Hydra sees its overrides in one run of positionals."""
     for i, arg in enumerate(argv):
-        if not arg.startswith("-") and "=" not in arg:
-            if arg not in PROBES:
-                raise SystemExit(f"residual_lab.analyze: unknown analysis {arg!r}; valid: {', '.join(PROBES)}")
-            return [*argv[:i], f"analyze={arg}", *argv[i + 1:]]
+        if arg.startswith("-") or "=" in arg or (i > 0 and argv[i - 1] in _VALUED_FLAGS):
+            continue
+        if arg not in PROBES:
+            raise SystemExit(f"residual_lab.analyze: unknown analysis {arg!r}; valid: {', '.join(PROBES)}")
+        return [*argv[:i], *argv[i + 1:], f"analyze={arg}"]
     return argv
 
 

@@ -42,13 +42,15 @@ def removable(blk: nn.Module) -> bool:
 
 
 def _without_branch(blk: nn.Module):
+    preact, act = getattr(blk, "preact", None), getattr(blk, "act", None)
+
     def forward(x: torch.Tensor) -> torch.Tensor:
-        if blk.preact is not None:
-            x = blk.preact(x)
+        if preact is not None:
+            x = preact(x)
         if blk.shortcut is None:
             return x
         out = blk.shortcut(x)
-        return out if blk.act is None else blk.act(out)
+        return out if act is None else act(out)
     return forward
 
 
@@ -98,7 +100,7 @@ def _swappable(net: nn.Module) -> list[list[int]]:
     for i, (name, blk) in enumerate(net.named_blocks()):
         convs = [m for m in blk.residual.modules() if isinstance(m, nn.Conv2d)]
         same = all(c.stride == (1, 1) for c in convs) and convs[0].in_channels == convs[-1].out_channels
-        same = same and blk.preact is None and not any(isinstance(m, nn.Conv2d) for m in (blk.shortcut or nn.Identity()).modules())
+        same = same and getattr(blk, "preact", None) is None and not any(isinstance(m, nn.Conv2d) for m in (blk.shortcut or nn.Identity()).modules())
         if same:
             groups.setdefault(name.rsplit(".blocks.", 1)[0], []).append(i)
     return [g for g in groups.values() if len(g) > 1]

@@ -1,14 +1,15 @@
 """Shattered gradients (Balduzzi et al. 2017, "The Shattered Gradients Problem",
 arXiv:1702.08591, sec. 2 and figs. 1-3): how correlated df/dx is between nearby inputs.
 
-At initialisation, scalar-input scalar-output fully connected nets of ``width`` units
-(input layer, ``depth`` hidden layers Linear-BN-ReLU, output layer): plain
-(h <- layer(h)) and residual (h <- h + layer(h)), differing only in the skip. The gradient
+At initialisation, scalar-input scalar-output fully connected nets of ``width`` units and
+``depth`` hidden ReLU layers (:class:`ScalarNet`: the first ReLU(w x + b), the others
+Linear-BN-ReLU): plain (h <- layer(h)) and residual (h <- h + layer(h)), differing only in
+the skip; at depth 1 the two are the same net. The gradient
 df/dx is taken at ``points`` inputs evenly spaced on ``x_range``. BatchNorm uses the
 statistics of those grid points (set once, then frozen in eval mode, so each point's
 output and gradient depend on that point alone); weights are He-normal (fan_in), biases
-N(0, 0.1^2) so a net without BN is not positively homogeneous in x. Per depth and kind,
-``draws`` nets; the normalized autocorrelation of the gradient sequence,
+N(0, 1) on the first layer (kinks spread over the grid) and N(0, 0.1^2) elsewhere. Per depth and kind,
+``draws`` nets (draw k has the same weights in both kinds); the normalized autocorrelation of the gradient sequence,
 ``ac[k] = sum_i g'_i g'_{i+k} / sum_i g'_i^2`` (g' = g minus its mean), is averaged over
 draws. White noise has ac[k] ~ 0 for k > 0; brown noise (a random walk) decays slowly.
 
@@ -33,25 +34,31 @@ from residual_lab.probes.common import calibrate_batch_norm, images
 
 
 class ScalarNet(nn.Module):
-    """R -> R: Linear(1, width), ``depth`` hidden layers (Linear-BN-ReLU), Linear(width, 1).
+    """R -> R with ``depth`` hidden ReLU layers of ``width`` units, then Linear(width, 1).
+
+    The first hidden layer is ReLU(w x + b): its kinks sit at -b_i / w_i, spread over the
+    input range, which makes a one-layer net's gradient a sum of steps (brown noise,
+    Balduzzi et al. fig. 1a). The other ``depth - 1`` are Linear-BN-ReLU, stacked plain
+    (h <- layer(h)) or residual (h <- h + layer(h)).
 
     Args:
-        residual: add each hidden layer's output to its input (the skip); plain otherwise.
+        residual: add each later hidden layer's output to its input (the skip).
         norm: ``batch`` or ``none``.
     """
 
     def __init__(self, depth: int, width: int = 200, *, residual: bool, norm: str = "batch") -> None:
         super().__init__()
         self.residual = residual
-        self.inp = nn.Linear(1, width)
+        self.inp = nn.Sequential(nn.Linear(1, width), nn.ReLU())
         self.layers = nn.ModuleList(
             nn.Sequential(nn.Linear(width, width), nn.BatchNorm1d(width) if norm == "batch" else nn.Identity(), nn.ReLU())
-            for _ in range(depth))
+            for _ in range(depth - 1))
         self.out = nn.Linear(width, 1)
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
                 nn.init.normal_(m.bias, std=0.1)
+        nn.init.normal_(self.inp[0].bias, std=1.0)  # kinks -b/w spread over the input range
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.inp(x)
@@ -108,8 +115,10 @@ def analyze(net: nn.Module, datamodule, options, trained: bool) -> dict:
     for kind in ("plain", "residual"):
         fc[kind] = {}
         for depth in options.depths:
-            grads = [fc_gradients(depth, width=options.width, residual=kind == "residual", norm=options.norm, x=x)
-                     for _ in range(options.draws)]
+            grads = []
+            for draw in range(options.draws):  # the same weights for plain and residual: only the skip differs
+                torch.manual_seed(options.seed * 1000 + draw)
+                grads.append(fc_gradients(depth, width=options.width, residual=kind == "residual", norm=options.norm, x=x))
             ac = torch.stack([autocorrelation(g) for g in grads]).mean(0)
             fc[kind][str(depth)] = {"gradients": [g.tolist() for g in grads], **_summary(ac, dx)}
     result = {"x": x.flatten().tolist(), "lag_dx": dx, "fc": fc, "cnn": None}
@@ -135,7 +144,7 @@ def figures(result: dict) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    kinds, depths = list(result["fc"]), list(result["fc"]["plain"])
+    kinds, depths = list(result["fc"]), sorted(result["fc"]["plain"], key=int)  # JSON keys sort as strings
     fig, axes = plt.subplots(len(kinds), len(depths), figsize=(3.2 * len(depths), 2.6 * len(kinds)), squeeze=False)
     for r, kind in enumerate(kinds):
         for c, d in enumerate(depths):

@@ -12,7 +12,7 @@ A fresh net runs in training mode (BatchNorm uses the batch's statistics, as in 
 and in Brock et al.); a trained one in eval mode (``bn_mode`` overrides).
 
 ``signal.json``: ``{"blocks": [tag...], "stages": [int...], "mean_sq": [...], "var": [...],
-"branch_var": [...], "grad_rms": [...], "loss": float, "batch_size": int, "bn_mode": str,
+"branch_var": [...], "grad_rms": [...], "loss": float (stages: 0-based stage index per block), "batch_size": int, "bn_mode": str,
 "split": str}``; lists are per block, input to output; tags as in
 :mod:`residual_lab.callbacks.layer_names`.
 """
@@ -45,7 +45,8 @@ def measure(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
             stats["mean_sq"][i], stats["var"][i] = _channel_stats(out)
 
         def on_branch(module, args, out, i=i, blk=blk):
-            out = out if blk.gate is None else blk.gate * out
+            gate = getattr(blk, "gate", None)  # only blocks of a norm-free init have one
+            out = out if gate is None else gate * out
             stats["branch_var"][i] = _channel_stats(out)[1]
 
         def on_input(module, args, i=i):
@@ -61,7 +62,9 @@ def measure(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
         for h in handles:
             h.remove()
         net.zero_grad(set_to_none=True)
-    return {"blocks": [short_name(n) for n in names], "stages": [int(n.split(".")[1]) for n in names],
+    prefixes = [n.rsplit("blocks.", 1)[0] for n in names]  # "stages.1." (CIFAR nets), "" (one stack)
+    stage = {p: i for i, p in enumerate(dict.fromkeys(prefixes))}
+    return {"blocks": [short_name(n) for n in names], "stages": [stage[p] for p in prefixes],
             **stats, "loss": loss.item(), "batch_size": len(y)}
 
 

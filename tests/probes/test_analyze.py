@@ -25,8 +25,9 @@ def _compose(name: str, *overrides: str, out: Path):
 
 
 def test_first_bare_word_names_the_analysis():
-    assert translate_argv(["signal", "depth=56"]) == ["analyze=signal", "depth=56"]
-    assert translate_argv(["-m", "shatter", "depth=8"]) == ["-m", "analyze=shatter", "depth=8"]
+    assert translate_argv(["signal", "depth=56"]) == ["depth=56", "analyze=signal"]
+    assert translate_argv(["signal", "-m", "depth=8,20"]) == ["-m", "depth=8,20", "analyze=signal"]
+    assert translate_argv(["--cfg", "job", "lesion"]) == ["--cfg", "job", "analyze=lesion"]
     with pytest.raises(SystemExit, match="unknown analysis"):
         translate_argv(["noise"])
 
