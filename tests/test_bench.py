@@ -132,8 +132,10 @@ def test_bench_times_exactly_the_timed_steps_and_charges_the_diagnostics_to_full
     monkeypatch.setattr(bench, "time", clock)
     monkeypatch.setattr(bench, "build", lambda cfg: builds.append(1) or real_build(cfg, extra_callbacks=[Tick(clock)]))
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        # max_steps=5 is fewer than a variant's 2 x (1 + 3) steps: the bench must extend the fit.
         cfg = compose("bench", overrides=[*TINY, "bench.variants=[full,no_diagnostics]", "bench.peak_gflops=50",
-                                          f"bench.output={tmp_path / 'b.json'}", f"paths.output_dir={tmp_path}"])
+                                          "trainer.max_steps=5", f"bench.output={tmp_path / 'b.json'}",
+                                          f"paths.output_dir={tmp_path}"])
     report = bench.benchmark(cfg)
 
     assert len(builds) == 2  # one module, data module and trainer per variant, not per window
