@@ -28,15 +28,20 @@ class ImageClassifier(L.LightningModule):
         num_classes: classes, for the metrics.
         channels_last: run the net in NHWC memory format (faster convs on CPU and GPU).
         compile: wrap the net with ``torch.compile``.
+        schedule_steps: optimizer steps the lr schedule is laid out over (None: the run's
+            ``max_steps``). A run resumed to more steps keeps its original schedule this way
+            (milestones are fractions of the schedule's length).
     """
 
     def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Callable, *,
-                 num_classes: int, channels_last: bool = True, compile: bool = False) -> None:
+                 num_classes: int, channels_last: bool = True, compile: bool = False,
+                 schedule_steps: int | None = None) -> None:
         super().__init__()
         # Only plain values: checkpoints must load with weights_only=True (the partials live in
         # the run's .hydra/config.yaml, which is what rebuilds a run).
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.schedule_steps = schedule_steps
         self.net = net
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
@@ -126,5 +131,6 @@ class ImageClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())
-        scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        total = self.schedule_steps or int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, total_steps=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -111,11 +111,14 @@ def train(cfg: DictConfig, resume: bool = False) -> dict[str, Any]:
         status, reason = "interrupted", str(err)
     ckpt = trainer.checkpoint_callback
     best = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
+    if (cfg.get("protocol") or {}).get("test_weights") == "final":
+        best = None  # protocol=paper: the schedule is fixed in advance; test what it ends with
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     if status == "completed":
         trainer.save_checkpoint(output_dir / "checkpoints" / "last.ckpt")
         (output_dir / "checkpoints" / "interrupted.ckpt").unlink(missing_ok=True)
-        # Test the best-validation checkpoint (never chosen on test), else the final weights.
+        # protocol=heldout: the best-validation checkpoint (never chosen on test);
+        # protocol=paper: the final weights.
         test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)[0]
 
     speed = _find(trainer, TrainSpeed)
@@ -149,12 +152,18 @@ def train(cfg: DictConfig, resume: bool = False) -> dict[str, Any]:
         for lg in trainer.loggers:
             lg.log_hyperparams({k: summary[k] for k in ("depth", "shortcut", "block", "width", "norm", "seed",
                                                         "params", "lr", "batch_size", "max_steps")},
-                               {"hp/train_error": summary["train_error"], "hp/val_error": summary["val_error"] or -1,
-                                "hp/test_error": summary["test_error"]})
+                               hparam_metrics(summary))
     write_summary(output_dir, summary)
     log.info("%s %s after %d steps: train error %.2f%%, test error %s", cfg.run_name, status,
              summary["steps"], summary["train_error"], summary["test_error"])
     return summary
+
+
+def hparam_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """The HParams tab's metrics: the final errors a run has (protocol=paper has no val error;
+    a missing value is left out, never written as a sentinel a plot would show as data)."""
+    keys = {"hp/train_error": "train_error", "hp/val_error": "val_error", "hp/test_error": "test_error"}
+    return {tag: summary[key] for tag, key in keys.items() if summary.get(key) is not None}
 
 
 def _write_failure(cfg: DictConfig, err: BaseException) -> None:
@@ -177,6 +186,7 @@ def load_run_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
         raise UserFacingError(f"resume={run_dir}: no .hydra/config.yaml there; point resume at a run "
                               f"directory (it holds summary.json, checkpoints/ and .hydra/)")
     cfg = OmegaConf.load(saved)
+    planned_steps = cfg.trainer.max_steps
     for override in OverridesParser.create().parse_overrides(overrides):
         if override.package is not None or "/" in override.key_or_group or (
                 OmegaConf.select(cfg, override.key_or_group) is not None
@@ -187,6 +197,15 @@ def load_run_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)
         cfg.resume = None
+        if cfg.trainer.max_steps != planned_steps and cfg.task.get("schedule_steps") is None:
+            # Milestones and warm-ups are fractions of the schedule's length: laid out again over
+            # the new length, a 500-step run extended to 2000 would jump from lr 0.001 back to 0.1
+            # at step 501. Keep the schedule the run was on; after its end the lr stays at its
+            # last value.
+            cfg.task.schedule_steps = planned_steps
+            log.info("extending %s from %d to %d steps: the lr schedule of the %d-step run continues "
+                     "(after step %d the lr stays at its last value)", run_dir.name, planned_steps,
+                     cfg.trainer.max_steps, planned_steps, planned_steps)
     return cfg
 
 
