@@ -102,6 +102,11 @@ def table_markdown(rows: list[Row]) -> str:
 _NET = ("run_name", "depth", "shortcut")
 
 
+def heading(lines: list[str], text: str) -> None:
+    """A paragraph before a list, blank lines around it (else Markdown folds it into the list above)."""
+    lines += [*([""] if lines else []), text, ""]
+
+
 def _context(row: Row) -> tuple:
     return tuple((k, v) for k, v in row.key.items() if k not in _NET)
 
@@ -131,7 +136,7 @@ def verdicts_markdown(rows: list[Row], metric: str = "train_error") -> str:
         lines = []
         depths = sorted(plain)
         if len(depths) >= 2:
-            lines.append("(i) plain nets train worse as they get deeper:")
+            heading(lines, "(i) plain nets train worse as they get deeper:")
             for lo, hi in zip(depths, depths[1:]):
                 o = compare(plain[lo], plain[hi], metric, (f"plain-{lo}", f"plain-{hi}"))
                 verdict = {"lower": "as in Fig. 6 (i)", "higher": "the opposite of Fig. 6 (i)"}.get(o.outcome)
@@ -139,17 +144,18 @@ def verdicts_markdown(rows: list[Row], metric: str = "train_error") -> str:
         for shortcut, res in residual.items():
             both = sorted(set(plain) & set(res))
             if both:
-                lines.append(f"(ii) at equal depth the residual net{tag(shortcut)} trains better than the plain one:")
+                heading(lines, f"(ii) at equal depth the residual net{tag(shortcut)} trains better than the plain one:")
             for d in both:
                 o = compare(res[d], plain[d], metric, (f"ResNet-{d}{tag(shortcut)}", f"plain-{d}"))
                 verdict = {"lower": "as in Fig. 6 (ii)", "higher": "the opposite of Fig. 6 (ii)"}.get(o.outcome)
                 lines.append(f"- {o.text}" + (f"; {verdict}." if verdict else "."))
             rd = sorted(res)
             if len(rd) >= 2:
-                lines.append(f"(iii) residual nets{tag(shortcut)} do not degrade with depth (deeper <= shallower):")
+                heading(lines, f"(iii) residual nets{tag(shortcut)} do not degrade with depth (deeper <= shallower):")
             for lo, hi in zip(rd, rd[1:]):
                 o = compare(res[hi], res[lo], metric, (f"ResNet-{hi}{tag(shortcut)}", f"ResNet-{lo}{tag(shortcut)}"))
-                verdict = {"lower": "as in Fig. 6 (iii)", "higher": "the deeper ResNet degrades, unlike Fig. 6 (iii)"}.get(o.outcome)
+                verdict = {"lower": "as in Fig. 6 (iii)",
+                           "higher": "the deeper ResNet degrades, unlike Fig. 6 (iii)"}.get(o.outcome)
                 lines.append(f"- {o.text}" + (f"; {verdict}." if verdict else "."))
         if lines:
             label = ctx_rows[0].label
@@ -192,11 +198,13 @@ def setup_markdown(runs: list[Run]) -> str:
         old = sum(1 for r in done if r.get("protocol") == protocol and "protocol" in r.derived)
         note = (f"; {old} of them predate summary.json's `protocol` field and are taken as heldout "
                 "(every earlier run held out 45k/5k)") if old else ""
-        lines.append(f"- **{protocol}** ({n} runs{note}): {PROTOCOLS.get(protocol, 'not a protocol this report knows')}.")
+        what = PROTOCOLS.get(protocol, "not a protocol this report knows")
+        lines.append(f"- **{protocol}** ({n} runs{note}): {what}.")
     old_data = sum(1 for r in done if "dataset" in r.derived)
-    lines += ["", f"dataset: {values('dataset')}" + (f" ({old_data} named from the old `data` field)" if old_data else "")
-              + f"; steps (trainer.max_steps): {values('max_steps')}; batch: {values('batch_size')}; "
-              f"data source: {values('data')}; optimizer: {values('optimizer')} lr {values('lr')}; "
+    named = f" ({old_data} named from the old `data` field)" if old_data else ""
+    lines += ["", f"dataset: {values('dataset')}{named}; steps (trainer.max_steps): {values('max_steps')}; "
+              f"batch: {values('batch_size')}; data source: {values('data')}; "
+              f"optimizer: {values('optimizer')} lr {values('lr')}; "
               f"init: {values('init')}; precision: {values('precision')}."]
     steps = paper_steps()
     if any(r.summary.get("max_steps") != steps for r in done):

@@ -16,7 +16,7 @@ from residual_lab.results.export import export_run_record
 from residual_lab.results.loading import RECORD_TAGS, load_run, load_scalars
 from residual_lab.results.plots import curves_figure, profile
 from residual_lab.results.stats import t_two_sided_p, welch
-from residual_lab.report import PROTOCOLS, paper_steps, verdicts_markdown, write_report
+from residual_lab.report import PROTOCOLS, paper_steps, setup_markdown, table_markdown, verdicts_markdown, write_report
 from residual_lab.resolvers import if_at_least, scale_steps
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,7 +203,6 @@ def test_seeds_are_averaged_mean_and_sample_std_against_the_paper(tmp_path):
     assert (row.n, row.mean("test_error"), row.std("test_error")) == (3, 8.0, 1.0)
     assert row.reference["test_error"] == 6.97 and row.reference["params_m"] == 0.85
     assert row.difference == pytest.approx(8.0 - 6.97)
-    from residual_lab.report import table_markdown
     line = table_lines("## Errors\n" + table_markdown(rows))[0]
     assert "| 8.00 ± 1.00 (n=3) | 6.97 (single run) | +1.03 | He et al. 2015 Table 6 |" in line
     assert "| cifar10 | paper | 0.85M / 0.85M | 1.00 ± 0.00 (n=3) |" in line
@@ -221,8 +220,6 @@ def test_runs_that_differ_in_lr_or_dataset_are_separate_rows_labelled_by_the_dif
 
 
 def test_a_paper_number_only_beside_the_papers_experiment(tmp_path):
-    from residual_lab.report import table_markdown
-
     def ref(**fields):
         return aggregate([fake_run(tmp_path / str(len(list(tmp_path.iterdir()))), 0, 7.0, **fields)])[0].reference
 
@@ -291,11 +288,10 @@ def test_reference_matching_uses_the_mean_where_the_paper_gives_one_and_needs_th
 def test_the_papers_step_count_is_what_budget_paper_composes(tmp_path):
     from conftest import compose_config
 
-    assert paper_steps() == compose_config("budget=paper", output_dir=tmp_path).trainer.max_steps == 64000
-    done = aggregate([fake_run(tmp_path, 0, 7.0, max_steps=paper_steps())])[0].runs
-    from residual_lab.report import setup_markdown
-    assert "Not the paper's schedule" not in setup_markdown(done)
-    assert "Not the paper's schedule** (64000 steps" in setup_markdown([fake_run(tmp_path, 1, 7.0)])
+    # the run length `budget=paper` gives a run (He et al. 2015 sec. 4.2: 64k), not a copy of it in report.py
+    assert paper_steps() == compose_config("budget=paper", output_dir=tmp_path).trainer.max_steps
+    assert "Not the paper's schedule" not in setup_markdown([fake_run(tmp_path, 0, 7.0, max_steps=paper_steps())])
+    assert f"Not the paper's schedule** ({paper_steps()} steps" in setup_markdown([fake_run(tmp_path, 1, 7.0)])
 
 
 def test_welch_p_values_match_the_t_tables():
@@ -320,8 +316,11 @@ def test_one_seed_per_side_states_both_numbers_and_is_not_resolved(tmp_path):
                       net_run(tmp_path, 56, "identity", 0, 30.0)])
     assert verdicts_markdown(rows).splitlines() == [
         "(i) plain nets train worse as they get deeper:",
+        "",
         "- plain-20 40.00 (n=1) vs plain-56 50.00 (n=1): 1 seed, not resolved (a test needs >= 2 seeds per side).",
+        "",
         "(ii) at equal depth the residual net trains better than the plain one:",
+        "",
         "- ResNet-56 30.00 (n=1) vs plain-56 50.00 (n=1): 1 seed, not resolved (a test needs >= 2 seeds per side).",
     ]
 
@@ -392,10 +391,10 @@ def test_several_sweep_dirs_merge_into_one_report(sweep, tmp_path):
 
 
 def test_run_records_round_trip(sweep, tmp_path):
+    from residual_lab.results.export import main as export_main
+
     out = tmp_path / "runs"
-    proc = subprocess.run([sys.executable, "-m", "residual_lab.results.export", str(sweep), "--out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
+    assert export_main([str(sweep), "--out", str(out)]) == 0  # python -m residual_lab.results.export
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}-seed0" for n in NAMES)
     for run in find_runs(sweep):
         record = out / f"{run.name}-seed0"

@@ -49,7 +49,7 @@ def match_reference(fields: dict[str, Any], reference: dict[str, Any] | None = N
     for entry in (reference or load_reference())["entries"]:
         if all(str(entry[k]) == str(fields.get(k)) for k in MATCH_KEYS) and _same_dataset(entry, fields.get("dataset")):
             return {**entry, "compare": entry.get("test_error_mean", entry["test_error"]),
-                    "caveat": CIFAR10_NAMES[str(fields.get("dataset"))]}
+                    "caveat": CIFAR10_NAMES.get(str(fields.get("dataset")))}
     return None
 
 
