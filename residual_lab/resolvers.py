@@ -32,6 +32,9 @@ def if_at_least(value: float, threshold: float, then: Any, otherwise: Any) -> An
 
 def register_schedule_resolvers() -> None:
     """Idempotent, like :func:`residual_lab.naming.register_resolvers`."""
-    for name, fn in (("scale_steps", scale_steps), ("if_at_least", if_at_least)):
+    from residual_lab.sweep import gpu_count, gpu_for_job
+
+    for name, fn in (("scale_steps", scale_steps), ("if_at_least", if_at_least),
+                     ("gpu_for_job", gpu_for_job), ("gpu_count", gpu_count)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -34,6 +34,7 @@ from residual_lab.callbacks.run_guard import Diverged, Interrupted, RunGuard
 from residual_lab.errors import UserFacingError
 from residual_lab.io import atomic_write
 from residual_lab.summary import SUMMARY_FILE, config_fields, write_summary
+from residual_lab.sweep import plan_job, resume_checkpoint
 from residual_lab.validation import check_checkpoint_matches, validate_config
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,8 @@ def _find(trainer: L.Trainer, cls: type) -> Any:
 
 
 def _resume_checkpoint(output_dir: Path) -> str | None:
-    """The newest of ``interrupted.ckpt`` and ``last.ckpt`` in a run's checkpoint folder."""
-    candidates = [p for p in (output_dir / "checkpoints" / n for n in ("interrupted.ckpt", "last.ckpt")) if p.exists()]
-    return str(max(candidates, key=lambda p: p.stat().st_mtime)) if candidates else None
+    found = resume_checkpoint(output_dir)
+    return str(found) if found else None
 
 
 def train(cfg: DictConfig, resume: bool = False) -> dict[str, Any]:
@@ -217,6 +217,21 @@ def main(cfg: DictConfig) -> float | None:
         if resume:
             overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
             cfg = load_run_config(resume, overrides)
+        elif multirun:
+            # The same sweep launched again (same hydra.sweep.dir) picks up where it stopped.
+            output_dir = Path(cfg.paths.output_dir)
+            action, previous = plan_job(output_dir)
+            if action != "run":
+                what = {"skip": f"{previous and previous.get('status')} before: skipped",
+                        "resume": f"resuming from {resume_checkpoint(output_dir)}",
+                        "rerun": f"{(previous or {}).get('status', 'killed before its first checkpoint')}"
+                                 " before: running it again"}[action]
+                print(f"residual_lab: job {output_dir.name}: {what}", flush=True)
+                log.info("job %s: %s", output_dir.name, what)
+            if action == "skip":
+                return previous.get("test_error")
+            if action == "resume":
+                return train(cfg, resume=True)["test_error"]
         return train(cfg, resume=bool(resume))["test_error"]
     except UserFacingError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":

@@ -37,7 +37,7 @@ def config_fields(cfg: DictConfig) -> dict[str, Any]:
     return {
         "protocol": protocol.name if protocol is not None else "heldout",
         "dataset": dataset_name(cfg.data), "data_root": cfg.data.get("root"),
-        "run_name": cfg.run_name, "depth": cfg.depth, "shortcut": cfg.shortcut, "block": cfg.block,
+        "run_name": cfg.run_name, "model": cfg.model._target_.rsplit(".", 1)[-1], "depth": cfg.depth, "shortcut": cfg.shortcut, "block": cfg.block,
         "width": cfg.width, "norm": cfg.norm, "init": cfg.model.get("init"), "seed": cfg.seed,
         "data": cfg.data.source._target_.rsplit(".", 1)[-1], "batch_size": cfg.data.batch_size,
         "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1], "lr": cfg.optimizer.lr,

@@ -24,9 +24,10 @@ def balanced_subset(labels: torch.Tensor, n: int, generator: torch.Generator) ->
 
 
 class InMemoryDataModule(L.LightningDataModule):
-    """The paper's protocol (He et al. 2015 sec. 4.2) over any in-memory image source.
+    """He et al. 2015 sec. 4.2's data pipeline over any in-memory image source.
 
-    The training set is split into train/val with a fixed seed (45k/5k for CIFAR); the
+    The training set is split into train/val with a fixed seed (``val_size``: 45k/5k for CIFAR
+    under protocol=heldout, no split under protocol=paper); the
     test set is never touched until ``test``. Batches are gathered by index from a uint8
     tensor; augmentation (4-pixel pad, random crop, horizontal flip) and normalization with
     training-split statistics run on whole batches on the model's device in

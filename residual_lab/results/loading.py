@@ -40,7 +40,7 @@ CURVES_CSV = "curves.csv"
 #: Fields that identify an experiment (seed included); read from summary.json, else, for the
 #: top-level keys, from .hydra/config.yaml. Runs that agree on all but ``seed`` are seeds of
 #: one experiment (:func:`residual_lab.results.tables.aggregate`).
-IDENTITY_FIELDS = ("run_name", "depth", "shortcut", "block", "width", "norm", "init", "seed", "dataset",
+IDENTITY_FIELDS = ("run_name", "model", "depth", "shortcut", "block", "width", "norm", "init", "seed", "dataset",
                    "protocol", "data", "batch_size", "optimizer", "lr", "max_steps", "precision")
 #: What a summary without ``protocol`` used: every run before the field existed held out 45k/5k.
 DEFAULT_PROTOCOL = "heldout"

@@ -1,0 +1,61 @@
+"""What a sweep job does when its sweep is launched again, and which GPU it runs on.
+
+Running the same multirun command again with the same ``hydra.sweep.dir`` picks a sweep up
+where it stopped (a killed machine, a session that ended): each job looks at its own
+directory first (:func:`plan_job`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+#: A job that ended with one of these is a result: launching the sweep again keeps it.
+FINISHED = ("completed", "diverged")
+
+
+def resume_checkpoint(output_dir: Path) -> Path | None:
+    """The newest of ``interrupted.ckpt`` and ``last.ckpt`` in a run's checkpoint folder."""
+    candidates = [p for p in (output_dir / "checkpoints" / n for n in ("interrupted.ckpt", "last.ckpt"))
+                  if p.exists()]
+    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
+
+
+def plan_job(output_dir: Path) -> tuple[str, dict[str, Any] | None]:
+    """``(action, previous summary)`` for a sweep job whose directory may hold an earlier try.
+
+    Actions: ``run`` (nothing there yet), ``skip`` (it completed or diverged: a result),
+    ``resume`` (interrupted, or killed with no summary, and a checkpoint to continue from),
+    ``rerun`` (it failed, or was killed before its first checkpoint: start over).
+    """
+    summary_path = output_dir / "summary.json"
+    previous = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    status = previous.get("status") if previous else None
+    if status in FINISHED:
+        return "skip", previous
+    if status in (None, "interrupted") and resume_checkpoint(output_dir) is not None:
+        return "resume", previous
+    if previous is None and not output_dir.exists():
+        return "run", None
+    return "rerun", previous
+
+
+def gpu_for_job(job_num: int, gpus: int | None = None) -> list[int]:
+    """``trainer.devices`` for sweep job ``job_num``: one GPU each, round robin.
+
+    With the joblib launcher's ``n_jobs`` equal to the number of GPUs
+    (``hydra/launcher=per_gpu``), jobs 0..n-1 run at once on GPUs 0..n-1 and each later job
+    takes the GPU of the job ``n`` places before it. Without a GPU it returns ``[0]``
+    (Lightning then refuses ``accelerator=gpu`` with its own message).
+    """
+    if gpus is None:
+        gpus = gpu_count()
+    return [int(job_num) % max(1, gpus)]
+
+
+def gpu_count() -> int:
+    """GPUs this process sees (``CUDA_VISIBLE_DEVICES`` respected), at least 1 for n_jobs."""
+    import torch
+
+    return max(1, torch.cuda.device_count())
