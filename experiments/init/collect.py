@@ -1,0 +1,60 @@
+"""Table of the init study from its runs' TensorBoard logs and summaries.
+
+    python experiments/init/collect.py <run dir>...
+
+Per run: the first logged 10-step window of the training loss (steps 0-9), the first step
+whose 10-step window of training error is below 80 % (He et al. 2015 sec. 4.2 warm up
+ResNet-110 "until the training error is below 80%"; chance is 90 %), and the final training
+error as the mean of the last 50 steps (five 10-step windows). Runs need
+``trainer.log_every_n_steps=10``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from residual_lab.results.loading import load_scalars
+
+
+def describe(run_dir: Path) -> dict:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    scalars = load_scalars(run_dir)
+    err = sorted(zip(*scalars["train/error"]))
+    loss = sorted(zip(*scalars["train/loss"]))
+    below = next((s + 1 for s, v in err if v < 80.0), None)
+    last = [v for s, v in err if s >= summary["steps"] - 50]
+    return {"init": summary.get("init"), "seed": summary["seed"], "depth": summary["depth"],
+            "status": summary["status"], "steps": summary["steps"], "first_loss": loss[0][1],
+            "steps_above_80": below, "final_train_error": statistics.mean(last),
+            "test_error": summary.get("test_error")}
+
+
+def fmt(values: list[float]) -> str:
+    if not values:
+        return "-"
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return f"{statistics.mean(values):.1f} +- {sd:.1f} (n={len(values)})"
+
+
+def main() -> None:
+    rows = [describe(Path(d)) for d in sys.argv[1:]]
+    for r in rows:
+        print(json.dumps(r))
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["depth"], r["init"])].append(r)
+    print("\n| depth | init | loss, steps 0-9 | steps until train error < 80 % | train error, steps 450-499 (%) | test error (%) | seeds |")
+    print("|---|---|---|---|---|---|---|")
+    for (depth, init), rs in sorted(groups.items()):
+        print(f"| {depth} | {init} | {fmt([r['first_loss'] for r in rs])} "
+              f"| {fmt([r['steps_above_80'] for r in rs if r['steps_above_80'] is not None])} "
+              f"| {fmt([r['final_train_error'] for r in rs])} | {fmt([r['test_error'] for r in rs if r['test_error'] is not None])} "
+              f"| {', '.join(str(r['seed']) for r in rs)} |")
+
+
+if __name__ == "__main__":
+    main()
