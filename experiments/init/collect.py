@@ -22,7 +22,7 @@ from residual_lab.results.loading import load_scalars
 
 def describe(run_dir: Path) -> dict:
     summary = json.loads((run_dir / "summary.json").read_text())
-    scalars = load_scalars(run_dir)
+    scalars = load_scalars(run_dir, tags=("train/error", "train/loss"))
     err = sorted(zip(*scalars["train/error"]))
     loss = sorted(zip(*scalars["train/loss"]))
     below = next((s + 1 for s, v in err if v < 80.0), None)
@@ -40,6 +40,12 @@ def fmt(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} +- {sd:.1f} (n={len(values)})"
 
 
+def never(rows: list[dict]) -> str:
+    """How many runs never got below 80 % within their run (left out of the mean)."""
+    stuck = [r for r in rows if r["steps_above_80"] is None]
+    return f"; {len(stuck)} of {len(rows)} never in {stuck[0]['steps']} steps" if stuck else ""
+
+
 def main() -> None:
     rows = [describe(Path(d)) for d in sys.argv[1:]]
     for r in rows:
@@ -51,7 +57,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for (depth, init), rs in sorted(groups.items()):
         print(f"| {depth} | {init} | {fmt([r['first_loss'] for r in rs])} "
-              f"| {fmt([r['steps_above_80'] for r in rs if r['steps_above_80'] is not None])} "
+              f"| {fmt([r['steps_above_80'] for r in rs if r['steps_above_80'] is not None])}"
+              f"{never(rs)} "
               f"| {fmt([r['final_train_error'] for r in rs])} | {fmt([r['test_error'] for r in rs if r['test_error'] is not None])} "
               f"| {', '.join(str(r['seed']) for r in rs)} |")
 
