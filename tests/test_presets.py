@@ -60,7 +60,7 @@ def test_preact_is_original_and_preactivation_110_and_bottleneck_164():
     cfgs = expand("experiment=preact", "budget=cpu")
     assert [(c.depth, c.block) for c in cfgs] == [(110, "basic"), (110, "preact"), (164, "preact_bottleneck")]
     assert names(cfgs) == ["resnet-110-identity", "resnet-110-identity-preact",
-                           "resnet-164-identity-preact_bottleneck"]
+                           "resnet-164-projection-preact_bottleneck"]  # He et al. 2016 appendix: projections
     assert [c.scheduler.warmup_steps for c in cfgs] == [3, 3, 3]
 
 

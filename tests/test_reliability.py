@@ -105,6 +105,7 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     assert failed["status"] == "failed" and "bogus" in failed["reason"]
 
 
+@pytest.mark.slow  # 60 s; tests/test_sweep_resume.py kills a real multirun in the default suite
 def test_a_killed_sweep_job_leaves_the_others_intact_and_resumes_to_completion(tmp_path):
     """Fault injection: three jobs of a sweep as separate processes (as the joblib and
     submitit launchers run them); job 1 gets SIGKILL after its first periodic checkpoint."""

@@ -286,7 +286,7 @@ def test_reference_matching_uses_the_mean_where_the_paper_gives_one_and_needs_th
 
 
 def test_the_papers_step_count_is_what_budget_paper_composes(tmp_path):
-    from conftest import compose_config
+    from tests.conftest import compose_config
 
     # the run length `budget=paper` gives a run (He et al. 2015 sec. 4.2: 64k), not a copy of it in report.py
     assert paper_steps() == compose_config("budget=paper", output_dir=tmp_path).trainer.max_steps
