@@ -60,7 +60,30 @@ def make_stage(block_cls, in_channels: int, planes: int, n: int, stride: int, *,
     return Stage(blocks)
 
 
-class CifarResNet(nn.Module):
+class StagedNet(nn.Module):
+    """stem -> stages of blocks -> head, the shape every ResNet here shares.
+
+    Subclasses build ``self.stem``, ``self.stages`` (Stages of blocks) and ``self.head``;
+    this gives them stable block names and timm's ``forward_features``/``forward_head`` split.
+    """
+
+    def named_blocks(self) -> Iterator[tuple[str, nn.Module]]:
+        """Blocks in network order, named ``stages.<i>.blocks.<j>`` (stable for logging)."""
+        for i, stage in enumerate(self.stages):
+            for j, blk in enumerate(stage.blocks):
+                yield f"stages.{i}.blocks.{j}", blk
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x))
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class CifarResNet(StagedNet):
     """Plain or residual CIFAR network of any depth (He et al. 2015 sec. 4.2).
 
     A plain and a residual net of equal depth have the same layers, built by the same
@@ -140,21 +163,6 @@ class CifarResNet(nn.Module):
             for _, blk in self.named_blocks():
                 if blk.shortcut is not None:
                     blk.zero_init_last()
-
-    def named_blocks(self) -> Iterator[tuple[str, nn.Module]]:
-        """Blocks in network order, named ``stages.<i>.blocks.<j>`` (stable for logging)."""
-        for i, stage in enumerate(self.stages):
-            for j, blk in enumerate(stage.blocks):
-                yield f"stages.{i}.blocks.{j}", blk
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
     def extra_repr(self) -> str:
         return (f"depth={self.depth}, shortcut={self.shortcut}, block={self.block}, norm={self.norm}, "

@@ -10,15 +10,13 @@ init are the ones :class:`~residual_lab.models.CifarResNet` uses; only the layou
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterator
 
-import torch
 from torch import nn
 
 from residual_lab.models.blocks import BasicBlock
 from residual_lab.models.init import INITS
 from residual_lab.models.layers import ACT_LAYERS, check_choice, conv3x3, resolve_norm
-from residual_lab.models.resnet import make_stage
+from residual_lab.models.resnet import StagedNet, make_stage
 from residual_lab.models.shortcuts import SHORTCUTS
 
 #: Basic blocks per stage for each depth (He et al. 2015 Table 1; 10 is the common small variant).
@@ -27,7 +25,7 @@ LAYOUTS: dict[int, tuple[int, int, int, int]] = {10: (1, 1, 1, 1), 18: (2, 2, 2,
 STAGE_STRIDES = (1, 2, 2, 2)
 
 
-class ResNet18(nn.Module):
+class ResNet18(StagedNet):
     """ImageNet-style ResNet on 32x32 images; plain when ``shortcut="none"``.
 
     Args:
@@ -69,21 +67,6 @@ class ResNet18(nn.Module):
             ("dropout", nn.Dropout(dropout)), ("fc", nn.Linear(in_channels, num_classes))]))
         self.num_features = in_channels
         INITS[init](self)
-
-    def named_blocks(self) -> Iterator[tuple[str, nn.Module]]:
-        """Blocks in network order, named ``stages.<i>.blocks.<j>`` (tags ``s1.b0`` .. ``s4.b1``)."""
-        for i, stage in enumerate(self.stages):
-            for j, blk in enumerate(stage.blocks):
-                yield f"stages.{i}.blocks.{j}", blk
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
     def extra_repr(self) -> str:
         return f"depth={self.depth}, shortcut={self.shortcut}, norm={self.norm}, init={self.init}"
