@@ -87,11 +87,20 @@ class BlockHookCallback(IntervalCallback):
     def __init__(self, every_n_steps: int = 50) -> None:
         super().__init__(every_n_steps)
         self._handles: list = []  # the hooks attached for the current measuring step
+        self._values: dict = {}   # what those hooks measured, until the step reads it
 
     def _remove_hooks(self) -> None:
         for h in self._handles:
             h.remove()
         self._handles = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._remove_hooks()  # nothing survives the step, even if backward was skipped
+        self._values = {}
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._remove_hooks()
+        self._values = {}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         net = network(pl_module)

@@ -62,10 +62,3 @@ class ForwardSignal(BlockHookCallback):
         self.log_metrics(trainer, metrics, step)
         self.latest = {"step": step, "blocks": list(self.blocks), **rows}
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._remove_hooks()
-        self._values = {}
-
-    def on_exception(self, trainer, pl_module, exception) -> None:
-        self._remove_hooks()
-        self._values = {}

@@ -109,13 +109,6 @@ class TokenStats(BlockHookCallback):
         if not self.initial:
             self.initial = dict(self.latest)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._remove_hooks()
-        self._values = {}
-
-    def on_exception(self, trainer, pl_module, exception) -> None:
-        self._remove_hooks()
-        self._values = {}
 
     def summary(self) -> dict:
         """The latest measurement and, under ``initial``, the first (at init); empty if none."""
