@@ -9,6 +9,7 @@ them in proportion (like the lr milestones, which are fractions of the run)::
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -32,9 +33,10 @@ def if_at_least(value: float, threshold: float, then: Any, otherwise: Any) -> An
 
 def register_schedule_resolvers() -> None:
     """Idempotent, like :func:`residual_lab.naming.register_resolvers`."""
-    from residual_lab.sweep import gpu_count, gpu_for_job
+    from residual_lab.sweep import gpu_count, gpu_for_job, threads_per_job
 
     for name, fn in (("scale_steps", scale_steps), ("if_at_least", if_at_least),
-                     ("gpu_for_job", gpu_for_job), ("gpu_count", gpu_count)):
+                     ("gpu_for_job", gpu_for_job), ("gpu_count", gpu_count),
+                     ("threads_per_job", threads_per_job), ("cpu_count", lambda: os.cpu_count() or 1)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

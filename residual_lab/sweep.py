@@ -8,6 +8,7 @@ directory first (:func:`plan_job`).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,18 @@ def gpu_for_job(job_num: int, gpus: int | None = None) -> list[int]:
     if gpus is None:
         gpus = gpu_count()
     return [int(job_num) % max(1, gpus)]
+
+
+def threads_per_job(mode: Any, n_jobs: int) -> int | None:
+    """``torch_threads`` for a CPU sweep: the cores shared out among ``n_jobs`` parallel jobs.
+
+    On a 2-core CPU two 1-thread jobs side by side train 1.38x as many steps per second as
+    one 2-thread job at a time (experiments/budget_cpu/README.md), so a multirun splits the
+    cores. A single run (``mode`` RUN) gets None: torch's default, every core.
+    """
+    if str(mode).rsplit(".", 1)[-1] != "MULTIRUN":
+        return None
+    return max(1, (os.cpu_count() or 1) // max(1, int(n_jobs)))
 
 
 def gpu_count() -> int:

@@ -6,6 +6,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 
 import residual_lab  # noqa: F401  (resolvers)
 from residual_lab.run import CONFIG_DIR
@@ -85,3 +86,23 @@ def test_default_budget_is_paper_and_smoke_keeps_its_own_length():
     assert smoke.trainer.max_steps == 40 and smoke.trainer.val_check_interval == 20
     (cpu,) = expand("budget=cpu")
     assert (cpu.trainer.val_check_interval, cpu.trainer.check_val_every_n_epoch) == (100, None)
+
+
+def test_cpu_budget_warms_every_net_up_linearly_for_200_steps():
+    cfgs = expand("experiment=fig6", "budget=cpu")
+    assert {(c.scheduler.warmup_steps, c.scheduler.warmup_mode, c.scheduler.warmup_factor) for c in cfgs} == {
+        (200, "linear", 0.1)}
+    assert {c.trainer.max_steps for c in cfgs} == {500}
+
+
+def test_cpu_budget_sweeps_run_one_job_per_core_with_the_cores_shared_out(monkeypatch):
+    from residual_lab.sweep import threads_per_job
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=["budget=cpu"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_ == "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    assert OmegaConf.to_container(cfg)["torch_threads"] == "${threads_per_job:${hydra:mode},${hydra:launcher.n_jobs}}"
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert threads_per_job("RunMode.MULTIRUN", 2) == 1   # two 1-thread jobs side by side
+    assert threads_per_job("MULTIRUN", 1) == 2
+    assert threads_per_job("RunMode.RUN", 2) is None     # a single run keeps every core
