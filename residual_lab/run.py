@@ -4,15 +4,20 @@
     python -m residual_lab.run -m depth=20,32,44,56 shortcut=none,identity
     python -m residual_lab.run resume=<run dir>          # continue an interrupted run
 
+``residual-lab run ...`` (the console script) is the same command.
+
 Every run ends with a summary.json whose ``status`` says how it ended: ``completed``,
 ``diverged`` (NaN/inf loss; exits 0 so a sweep goes on), ``interrupted`` (SIGINT/SIGTERM;
-resumable) or ``failed`` (an error; in a sweep the other jobs go on).
+resumable) or ``failed`` (an error; in a sweep the other jobs go on). An interrupted run exits
+128 + the signal's number (130 for Ctrl-C, so ``&&`` chains stop) and prints the command that
+resumes it into the same run directory.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -31,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from residual_lab.callbacks import IntervalCallback, TrainSpeed
 from residual_lab.callbacks.run_guard import Diverged, Interrupted, RunGuard
+from residual_lab.console import command, quiet_library_noise, say, where_files_go
 from residual_lab.errors import UserFacingError
 from residual_lab.io import atomic_write
 from residual_lab.summary import SUMMARY_FILE, config_fields, write_summary
@@ -38,7 +44,18 @@ from residual_lab.sweep import plan_job, resume_checkpoint
 from residual_lab.validation import check_checkpoint_matches, validate_config
 
 log = logging.getLogger(__name__)
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def _config_dir() -> str:
+    """conf/: inside the package once installed (the wheel ships it as residual_lab/conf,
+    pyproject.toml), at the top of a clone otherwise, where it is edited."""
+    package = Path(__file__).resolve().parent
+    installed = package / "conf"
+    return str(installed if (installed / "config.yaml").is_file() else package.parent / "conf")
+
+
+#: The one place that knows where conf/ is (run, analyze, bench, report and the tests use it).
+CONFIG_DIR = _config_dir()
 
 
 def _instantiate(node: DictConfig, **kwargs: Any) -> Any:
@@ -115,7 +132,7 @@ def train(cfg: DictConfig, resume: bool = False) -> dict[str, Any]:
         best = None  # protocol=paper: the schedule is fixed in advance; test what it ends with
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     if status == "completed":
-        trainer.save_checkpoint(output_dir / "checkpoints" / "last.ckpt")
+        trainer.save_checkpoint(output_dir / "checkpoints" / "last.ckpt", weights_only=False)  # resumable
         (output_dir / "checkpoints" / "interrupted.ckpt").unlink(missing_ok=True)
         # protocol=heldout: the best-validation checkpoint (never chosen on test);
         # protocol=paper: the final weights.
@@ -209,14 +226,51 @@ def load_run_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
     return cfg
 
 
+def _resume_overrides() -> list[str]:
+    """This command's overrides other than ``resume=``: what resume applies on top of the run's
+    own config (``trainer.max_steps=2000`` to extend it)."""
+    return [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
+
+
+def _signum(reason: str | None) -> int:
+    """The signal an interrupted run's summary names (``"SIGTERM at step 12; ..."``), else SIGINT."""
+    name = (reason or "").split(" ", 1)[0]
+    return int(signal.Signals[name]) if name in signal.Signals.__members__ else int(signal.SIGINT)
+
+
+def _stop_interrupted(cfg: DictConfig, signum: int, resumed: bool) -> None:
+    """Print how to resume an interrupted run and exit 128 + ``signum`` (130 for Ctrl-C).
+
+    A single run resumes with ``resume=<its dir>`` (plus the overrides a resume was given, e.g. a
+    longer ``trainer.max_steps``); a sweep with the same command pinned to its sweep directory,
+    which skips its finished jobs and continues the interrupted one (residual_lab.sweep).
+    """
+    name = signal.Signals(signum).name
+    output_dir = Path(cfg.paths.output_dir).resolve()
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        sweep_dir = Path(HydraConfig.get().sweep.dir).resolve()
+        args = [a for a in sys.argv[1:] if not a.startswith("hydra.sweep.dir=")]
+        say(f"sweep stopped by {name}; its finished jobs are kept. Resume it with:")
+        print(f"  {command(*args, f'hydra.sweep.dir={sweep_dir}')}", flush=True)
+    elif resume_checkpoint(output_dir) is not None:
+        say(f"stopped by {name}; resume into {output_dir} with:")
+        print(f"  {command(f'resume={output_dir}', *(_resume_overrides() if resumed else []))}", flush=True)
+    else:
+        say(f"stopped by {name} before its first checkpoint: nothing to resume, start it again")
+    sys.exit(128 + signum)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    # Only an in-process sweep (the basic launcher) stops on Ctrl-C; in a parallel launcher's
+    # worker the job returns and the launcher, which got the signal too, decides.
+    stops_on_signal = not multirun or HydraConfig.get().launcher._target_.endswith(".BasicLauncher")
     resume = cfg.get("resume")
     try:
+        continue_run = bool(resume)
         if resume:
-            overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
-            cfg = load_run_config(resume, overrides)
+            cfg = load_run_config(resume, _resume_overrides())
         elif multirun:
             # The same sweep launched again (same hydra.sweep.dir) picks up where it stopped.
             output_dir = Path(cfg.paths.output_dir)
@@ -230,9 +284,14 @@ def main(cfg: DictConfig) -> float | None:
                 log.info("job %s: %s", output_dir.name, what)
             if action == "skip":
                 return previous.get("test_error")
-            if action == "resume":
-                return train(cfg, resume=True)["test_error"]
-        return train(cfg, resume=bool(resume))["test_error"]
+            continue_run = action == "resume"
+        quiet_library_noise(resuming=continue_run)
+        if not multirun:
+            where_files_go(cfg.paths.output_dir, OmegaConf.select(cfg, "data.root", default=None))
+        summary = train(cfg, resume=continue_run)
+        if summary["status"] == "interrupted" and stops_on_signal:
+            _stop_interrupted(cfg, _signum(summary["reason"]), resumed=bool(resume))
+        return summary["test_error"]
     except UserFacingError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -242,6 +301,14 @@ def main(cfg: DictConfig) -> float | None:
         if multirun:
             return None
         sys.exit(2)
+    except (KeyboardInterrupt, SystemExit) as err:
+        # Ctrl-C outside the training loop (building, testing), or a second Ctrl-C inside it,
+        # which Lightning turns into sys.exit(1) after its own clean-up.
+        if isinstance(err, SystemExit) and not isinstance(err.__context__, KeyboardInterrupt):
+            raise
+        if not stops_on_signal:
+            raise
+        _stop_interrupted(cfg, int(signal.SIGINT), resumed=bool(resume))
     except Exception as err:
         _write_failure(cfg, err)
         if not multirun:

@@ -37,7 +37,10 @@ def plan_job(output_dir: Path) -> tuple[str, dict[str, Any] | None]:
         return "skip", previous
     if status in (None, "interrupted") and resume_checkpoint(output_dir) is not None:
         return "resume", previous
-    if previous is None and not output_dir.exists():
+    # Hydra makes the job's directory (.hydra/, an empty run.log) before the job starts: only
+    # something more says an earlier try ran there.
+    tried = output_dir.is_dir() and any(p.name not in (".hydra", "run.log") for p in output_dir.iterdir())
+    if previous is None and not tried:
         return "run", None
     return "rerun", previous
 

@@ -23,7 +23,7 @@ TINY = ["experiment=smoke", "depth=8", "trainer.max_steps=4", "trainer.log_every
 def multirun(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "residual_lab.run", "-m", *TINY, *overrides, f"hydra.sweep.dir={sweep_dir}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PROJECT_ROOT": str(sweep_dir.parent)})
+                          env={**os.environ, "RESIDUAL_LAB_ROOT": str(sweep_dir.parent)})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc
 

@@ -32,7 +32,7 @@ def run_sweep(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
     """``python -m residual_lab.run -m ...`` in a fresh process (Hydra's global state stays clean)."""
     cmd = [sys.executable, "-m", "residual_lab.run", "-m", *TINY, *overrides, f"hydra.sweep.dir={sweep_dir}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PROJECT_ROOT": str(sweep_dir.parent)})
+                          env={**os.environ, "RESIDUAL_LAB_ROOT": str(sweep_dir.parent)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 

@@ -63,6 +63,10 @@ def test_a_sweep_launched_again_skips_resumes_and_reruns_the_right_jobs(tmp_path
 
 def test_plan_job_reads_each_outcome(tmp_path):
     assert plan_job(tmp_path / "absent") == ("run", None)
+    fresh = tmp_path / "fresh"  # what Hydra makes before the job starts
+    (fresh / ".hydra").mkdir(parents=True)
+    (fresh / "run.log").write_text("")
+    assert plan_job(fresh) == ("run", None)
     for status, action in (("completed", "skip"), ("diverged", "skip"), ("failed", "rerun"), ("interrupted", "rerun")):
         d = tmp_path / status
         d.mkdir()

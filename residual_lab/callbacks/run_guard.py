@@ -94,5 +94,5 @@ class RunGuard(L.Callback):
                 raise Diverged(bad_step, float(self._bad_loss))
         if self.signum is not None:
             path = self.checkpoint_dir / "interrupted.ckpt"
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)  # the full state: resume continues from it
             raise Interrupted(step, self.signum, str(path))

@@ -1,0 +1,121 @@
+"""What a run says on the console: where its files go, how to resume it, and no library chatter.
+
+The commands (``python -m residual_lab.run``, ``residual-lab run``) print their own lines with
+a ``residual_lab:`` prefix; this module holds the pieces they share.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shlex
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+#: The command a resume line starts with; ``residual_lab.cli`` sets it to ``residual-lab run``
+#: when the run came through the console script.
+PROGRAM: str | None = None
+
+#: Lightning log lines that tell a researcher nothing, matched whole. "GPU available: True
+#: (cuda), used: False" on a GPU machine is news and stays; so do all warnings.
+_NOISE_LOGS = re.compile(
+    r"GPU available: False, used: False"
+    r"|TPU available: False, using: 0 TPU cores"
+    r"|💡 Tip: For seamless cloud logging and experiment tracking, try installing \[litlogger\].*"
+    r"|💡 Tip: For seamless cloud uploads and versioning, try installing \[litmodels\].*"
+)
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _NOISE_LOGS.fullmatch(record.getMessage())
+
+
+def quiet_library_noise(resuming: bool = False) -> None:
+    """Drop the library output that says nothing about the run, each by its exact message.
+
+    Lightning's device lines on a machine with no GPU or TPU, its LitLogger and LitModels tips,
+    and torch 2.14's FutureWarning about ``LeafSpec``, which Lightning's own pytree helper
+    triggers on every step's output; when resuming, Lightning's warning that the checkpoint
+    directory is not empty (it holds the checkpoint being resumed). Any other warning or log
+    line still shows.
+    """
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNoise) for f in logger.filters):
+            logger.addFilter(_DropNoise())
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            category=FutureWarning)
+    if resuming:
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty\.",
+                                category=UserWarning)
+
+
+def program(module: str = "residual_lab.run") -> str:
+    """The command that starts ``module`` the way this process was started, ready to paste.
+
+    ``python -m <module>`` when ``python`` on the PATH is this interpreter, else the
+    interpreter's full path (e.g. ``.venv/bin/python`` of a venv that is not activated).
+    """
+    if PROGRAM:
+        return PROGRAM
+    python = "python" if shutil.which("python") == sys.executable else shlex.quote(sys.executable)
+    return f"{python} -m {module}"
+
+
+def command(*args: str) -> str:
+    """``program()`` followed by ``args``, each quoted for a POSIX shell."""
+    return " ".join([program(), *(shlex.quote(a) for a in args)])
+
+
+def say(message: str) -> None:
+    print(f"residual_lab: {message}", flush=True)
+
+
+def where_files_go(output_dir: str | Path, data_root: Any) -> None:
+    """The two lines at the start of a run: its directory and the data it reads."""
+    say(f"run directory {Path(output_dir).resolve()}")
+    say(f"data {Path(str(data_root)).expanduser().resolve()}" if data_root
+        else "data generated in memory (data=synthetic), nothing read from disk")
+
+
+class SweepDirectory(Callback):
+    """Hydra callback (conf/hydra/default.yaml): a multirun names its sweep directory at its
+    start and at its end, where its report and TensorBoard point."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        say(f"sweep directory {self._dir(config)}")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = self._dir(config)
+        say(f"sweep finished: {sweep}")
+        say(f"report: python -m residual_lab.report {shlex.quote(str(sweep))}")
+
+    @staticmethod
+    def _dir(config: DictConfig) -> Path:
+        return Path(str(config.hydra.sweep.dir)).resolve()
+
+
+def _resume_or(resume: Any, fresh: str) -> str:
+    return str(Path(str(resume)).expanduser().resolve()) if resume else fresh
+
+
+def _fresh_only(resume: Any, value: Any) -> Any:
+    return None if resume else value
+
+
+def register_resume_resolvers() -> None:
+    """``${resume_or:${resume},<dir>}`` and ``${fresh_only:${resume},<value>}`` (conf/hydra/):
+    ``resume=<dir>`` runs in ``<dir>`` itself, appending to its run.log, and leaves its
+    ``.hydra/`` (the config resume rebuilds from) as the original run wrote it."""
+    OmegaConf.register_new_resolver("resume_or", _resume_or, replace=True)
+    OmegaConf.register_new_resolver("fresh_only", _fresh_only, replace=True)
+
+
+register_resume_resolvers()  # conf/hydra/default.yaml needs them wherever the config is composed
