@@ -41,6 +41,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from residual_lab.console import quiet_library_noise
 from residual_lab.errors import UserFacingError
 from residual_lab.io import atomic_write, write_json
 from residual_lab.probes import PROBES
@@ -205,6 +206,7 @@ def translate_argv(argv: list[str]) -> list[str]:
 
 def main() -> None:
     sys.argv = [sys.argv[0], *translate_argv(sys.argv[1:])]
+    quiet_library_noise()
     _main()
 
 

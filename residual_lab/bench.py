@@ -49,6 +49,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from residual_lab.callbacks import IntervalCallback
+from residual_lab.console import quiet_library_noise
 from residual_lab.io import write_json
 from residual_lab.run import CONFIG_DIR, build
 
@@ -496,6 +497,7 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     sys.argv = [sys.argv[0], *_translate_flags(sys.argv[1:])]
+    quiet_library_noise()
     _main()
 
 
