@@ -22,6 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 #: when the run came through the console script.
 PROGRAM: str | None = None
 
+#: The sweep directory of the multirun this process launched (set by SweepDirectory), so a
+#: Ctrl-C that reaches the launcher can still say how to resume the sweep.
+sweep_dir: Path | None = None
+
 #: Lightning log lines that tell a researcher nothing, matched whole. "GPU available: True
 #: (cuda), used: False" on a GPU machine is news and stays; so do all warnings.
 _NOISE_LOGS = re.compile(
@@ -78,6 +82,14 @@ def say(message: str) -> None:
     print(f"residual_lab: {message}", flush=True)
 
 
+def say_how_to_resume_sweep(directory: Path, why: str) -> None:
+    """The sweep's own command pinned to its directory: launched again it skips the finished
+    jobs and continues the interrupted ones from their checkpoints (residual_lab.sweep)."""
+    args = [a for a in sys.argv[1:] if not a.startswith("hydra.sweep.dir=")]
+    say(f"sweep stopped by {why}; its finished jobs are kept. Resume it with:")
+    print(f"  {command(*args, f'hydra.sweep.dir={directory}')}", flush=True)
+
+
 def where_files_go(output_dir: str | Path, data_root: Any) -> None:
     """The two lines at the start of a run: its directory and the data it reads."""
     say(f"run directory {Path(output_dir).resolve()}")
@@ -90,7 +102,9 @@ class SweepDirectory(Callback):
     start and at its end, where its report and TensorBoard point."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        say(f"sweep directory {self._dir(config)}")
+        global sweep_dir
+        sweep_dir = self._dir(config)
+        say(f"sweep directory {sweep_dir}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = self._dir(config)

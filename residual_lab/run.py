@@ -36,7 +36,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from residual_lab.callbacks import IntervalCallback, TrainSpeed
 from residual_lab.callbacks.run_guard import Diverged, Interrupted, RunGuard
-from residual_lab.console import command, quiet_library_noise, say, where_files_go
+from residual_lab import console
+from residual_lab.console import command, quiet_library_noise, say, say_how_to_resume_sweep, where_files_go
 from residual_lab.errors import UserFacingError
 from residual_lab.io import atomic_write
 from residual_lab.summary import SUMMARY_FILE, config_fields, write_summary
@@ -248,10 +249,7 @@ def _stop_interrupted(cfg: DictConfig, signum: int, resumed: bool) -> None:
     name = signal.Signals(signum).name
     output_dir = Path(cfg.paths.output_dir).resolve()
     if HydraConfig.get().mode == RunMode.MULTIRUN:
-        sweep_dir = Path(HydraConfig.get().sweep.dir).resolve()
-        args = [a for a in sys.argv[1:] if not a.startswith("hydra.sweep.dir=")]
-        say(f"sweep stopped by {name}; its finished jobs are kept. Resume it with:")
-        print(f"  {command(*args, f'hydra.sweep.dir={sweep_dir}')}", flush=True)
+        say_how_to_resume_sweep(Path(HydraConfig.get().sweep.dir).resolve(), name)
     elif resume_checkpoint(output_dir) is not None:
         say(f"stopped by {name}; resume into {output_dir} with:")
         print(f"  {command(f'resume={output_dir}', *(_resume_overrides() if resumed else []))}", flush=True)
@@ -318,5 +316,19 @@ def main(cfg: DictConfig) -> float | None:
         return None
 
 
+def cli() -> None:
+    """``python -m residual_lab.run``: :func:`main`, and Ctrl-C outside a job (Hydra composing
+    the config, or a parallel launcher's parent waiting on its workers) ends with exit code 130
+    and, for a sweep, the command that resumes it, instead of a traceback."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        if console.sweep_dir is not None:
+            say_how_to_resume_sweep(console.sweep_dir, "SIGINT")
+        else:
+            say("stopped by SIGINT before the run started")
+        sys.exit(128 + int(signal.SIGINT))
+
+
 if __name__ == "__main__":
-    main()
+    cli()
