@@ -233,6 +233,15 @@ def _resume_overrides() -> list[str]:
     return [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
 
 
+def _forget_empty_resume_dir() -> None:
+    """``resume=<a path that holds no run>``: Hydra made that directory (an empty run.log in
+    it) before the run could refuse it; take it away again."""
+    made = Path(HydraConfig.get().runtime.output_dir)
+    if [p.name for p in made.iterdir()] == ["run.log"] and (made / "run.log").stat().st_size == 0:
+        (made / "run.log").unlink()
+        made.rmdir()
+
+
 def _signum(reason: str | None) -> int:
     """The signal an interrupted run's summary names (``"SIGTERM at step 12; ..."``), else SIGINT."""
     name = (reason or "").split(" ", 1)[0]
@@ -295,6 +304,8 @@ def main(cfg: DictConfig) -> float | None:
             raise
         if not resume:
             _write_failure(cfg, err)
+        else:
+            _forget_empty_resume_dir()
         print(f"\nresidual_lab: {err}\n", file=sys.stderr)
         if multirun:
             return None
