@@ -31,4 +31,4 @@ bench: setup
 	$(PY) -m residual_lab.bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) logs .pytest_cache
+	rm -rf $(VENV) logs .pytest_cache build dist
