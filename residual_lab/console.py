@@ -109,7 +109,8 @@ class SweepDirectory(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = self._dir(config)
         say(f"sweep finished: {sweep}")
-        say(f"report: python -m residual_lab.report {shlex.quote(str(sweep))}")
+        if config.hydra.job.name == "run":  # training runs (not analyze or bench) have a report
+            say(f"report: python -m residual_lab.report {shlex.quote(str(sweep))}")
 
     @staticmethod
     def _dir(config: DictConfig) -> Path:

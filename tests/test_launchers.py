@@ -39,6 +39,9 @@ def test_joblib_launcher_runs_a_two_job_sweep_in_worker_processes(tmp_path):
     done = summaries(sweep)
     assert sorted(done) == ["0_plain-8", "1_resnet-8-identity"]  # our sweep subdir naming survives
     assert {(s["status"], s["steps"]) for s in done.values()} == {("completed", 4)}
+    lines = proc.stdout.splitlines()  # the sweep names its directory first and last
+    assert lines[0] == f"residual_lab: sweep directory {sweep}"
+    assert f"residual_lab: sweep finished: {sweep}" in lines[-3:]
 
 
 def test_submitit_local_launcher_runs_one_job(tmp_path):
