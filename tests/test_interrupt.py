@@ -18,6 +18,10 @@ TINY = ["experiment=smoke", f"trainer.max_steps={STEPS}", "trainer.log_every_n_s
         "trainer.val_check_interval=3", "trainer.check_val_every_n_epoch=null", "trainer.enable_progress_bar=false",
         "callbacks=none", "width=8", "data.batch_size=32", "data.source.num_train=384", "data.source.num_test=64",
         "data.val_size=64", "data.eval_batch_size=64"]
+#: Library output that says nothing to a researcher (residual_lab.console drops it; our own saves
+#: pass weights_only): none of it may reach the console of a run or of its resume.
+NOISE = ("GPU available: False", "TPU available: False", "💡 Tip", "LeafSpec", "`weights_only` was not set",
+         "exists and is not empty")
 
 
 class CtrlCAt(L.Callback):
@@ -41,6 +45,7 @@ def test_ctrl_c_exits_130_and_the_printed_command_resumes_into_the_same_run_dire
                            start_new_session=True)  # its own process group, like a terminal's job
     assert first.returncode == 130, first.stdout[-2000:] + first.stderr[-3000:]
     assert "Traceback" not in first.stdout + first.stderr
+    assert [n for n in NOISE if n in first.stdout + first.stderr] == []
     [run_dir] = (tmp_path / "logs" / "runs").glob("*/*")
     lines = first.stdout.splitlines()
     said = next(i for i, line in enumerate(lines) if line.startswith("residual_lab: stopped by SIGINT"))
@@ -55,6 +60,7 @@ def test_ctrl_c_exits_130_and_the_printed_command_resumes_into_the_same_run_dire
     again = subprocess.run(printed, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
     assert list((tmp_path / "logs" / "runs").glob("*/*")) == [run_dir]  # no second run directory
+    assert [n for n in NOISE if n in again.stdout + again.stderr] == []
     assert f"residual_lab: run directory {run_dir}" in again.stdout
     done = json.loads((run_dir / "summary.json").read_text())
     assert done["status"] == "completed" and done["steps"] == STEPS
