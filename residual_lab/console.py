@@ -27,7 +27,7 @@ PROGRAM: str | None = None
 sweep_dir: Path | None = None
 
 #: Lightning log lines that tell a researcher nothing, matched whole. "GPU available: True
-#: (cuda), used: False" on a GPU machine is news and stays; so do all warnings.
+#: (cuda), used: False" on a GPU machine is news and stays.
 _NOISE_LOGS = re.compile(
     r"GPU available: False, used: False"
     r"|TPU available: False, using: 0 TPU cores"
@@ -61,16 +61,14 @@ def quiet_library_noise(resuming: bool = False) -> None:
                                 category=UserWarning)
 
 
-def program(module: str = "residual_lab.run") -> str:
-    """The command that starts ``module`` the way this process was started, ready to paste.
-
-    ``python -m <module>`` when ``python`` on the PATH is this interpreter, else the
-    interpreter's full path (e.g. ``.venv/bin/python`` of a venv that is not activated).
-    """
+def program() -> str:
+    """The command that started this run, ready to paste: ``PROGRAM``, else
+    ``python -m residual_lab.run`` when ``python`` on the PATH is this interpreter, else with
+    the interpreter's full path (e.g. ``.venv/bin/python`` of a venv that is not activated)."""
     if PROGRAM:
         return PROGRAM
     python = "python" if shutil.which("python") == sys.executable else shlex.quote(sys.executable)
-    return f"{python} -m {module}"
+    return f"{python} -m residual_lab.run"
 
 
 def command(*args: str) -> str:
