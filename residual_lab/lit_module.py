@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import lightning as L
@@ -18,8 +19,9 @@ class ImageClassifier(L.LightningModule):
 
     Train loss and top-1 error are the mean over the last logging window (a ring buffer
     of ``trainer.log_every_n_steps`` steps kept on the device), like the smoothed training
-    curves of He et al. 2015 fig. 6, and cost no host sync in the step. Errors are in
-    percent throughout (the paper's unit).
+    curves of He et al. 2015 fig. 6, and cost no host sync in the step. Every rate is in
+    percent (the paper's unit for errors): ``*/error``, ``*/accuracy``, ``*/recall`` and
+    ``*/f1`` alike. The progress bar shows the train loss and error and the last val error.
 
     Args:
         net: the network, e.g. :class:`residual_lab.models.CifarResNet`.
@@ -57,6 +59,9 @@ class ImageClassifier(L.LightningModule):
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.register_buffer("_window", torch.zeros(2, 1), persistent=False)  # loss, error rows
         self._window_filled = 0
+        #: Wall time (s) of the sessions before this one; a resumed run adds it to its own.
+        self.wall_time_before = 0.0
+        self._session_start = time.perf_counter()
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
@@ -74,8 +79,9 @@ class ImageClassifier(L.LightningModule):
         self._window[:, slot] = torch.stack([loss.detach(), error.detach()])
         self._window_filled = min(self._window_filled + 1, self._window.shape[1])
         window = self._window[:, : self._window_filled].mean(1)
-        self.log("train/loss", window[0], on_step=True, on_epoch=False, batch_size=len(labels))
-        self.log("train/error", window[1], on_step=True, on_epoch=False, batch_size=len(labels))
+        # prog_bar: the bar reads these on the host only when it refreshes (refresh_rate steps).
+        self.log("train/loss", window[0], on_step=True, on_epoch=False, batch_size=len(labels), prog_bar=True)
+        self.log("train/error", window[1], on_step=True, on_epoch=False, batch_size=len(labels), prog_bar=True)
         self.last_loss = loss.detach()  # divergence checks read it at their interval
         return loss
 
@@ -89,6 +95,7 @@ class ImageClassifier(L.LightningModule):
         # The window is a non-persistent buffer; keep it so a resumed run reports the
         # same final training error as an uninterrupted one.
         checkpoint["train_window"] = {"values": self._window.cpu(), "filled": self._window_filled}
+        checkpoint["wall_time_s"] = self.wall_time_before + time.perf_counter() - self._session_start
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Only a resumed fit continues the window; testing a checkpoint (e.g. the best-val one)
@@ -97,6 +104,8 @@ class ImageClassifier(L.LightningModule):
         if resuming and "train_window" in checkpoint:
             self._window = checkpoint["train_window"]["values"].to(self._window.device)
             self._window_filled = int(checkpoint["train_window"]["filled"])
+        if resuming:
+            self.wall_time_before = float(checkpoint.get("wall_time_s", 0.0))
 
     def train_window(self) -> dict[str, float]:
         """Mean train loss and error (%) over the last logging window (syncs: call rarely)."""
@@ -110,10 +119,12 @@ class ImageClassifier(L.LightningModule):
         metrics.update(logits, labels)
 
     def _eval_epoch_end(self, prefix: str, metrics: MetricCollection, loss_metric: MeanMetric) -> None:
-        values = metrics.compute()
-        values[f"{prefix}/error"] = (1 - values[f"{prefix}/accuracy"]) * 100
+        values = {name: value * 100 for name, value in metrics.compute().items()}  # percent
+        values[f"{prefix}/error"] = 100 - values[f"{prefix}/accuracy"]
         values[f"{prefix}/loss"] = loss_metric.compute()
+        error = values.pop(f"{prefix}/error")
         self.log_dict(values)
+        self.log(f"{prefix}/error", error, prog_bar=prefix == "val")  # the bar keeps the last val error
         metrics.reset()
         loss_metric.reset()
 

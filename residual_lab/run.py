@@ -34,15 +34,14 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from residual_lab.callbacks import IntervalCallback, TrainSpeed
 from residual_lab.callbacks.run_guard import Diverged, Interrupted, RunGuard
 from residual_lab import console
 from residual_lab.console import command, quiet_library_noise, say, say_how_to_resume_sweep, where_files_go
-from residual_lab.errors import UserFacingError
+from residual_lab.errors import UserFacingError, usage_errors
 from residual_lab.io import atomic_write
-from residual_lab.summary import SUMMARY_FILE, config_fields, write_summary
+from residual_lab.summary import SUMMARY_FILE, config_fields, run_summary, summary_line, write_summary
 from residual_lab.sweep import plan_job, resume_checkpoint
-from residual_lab.validation import check_checkpoint_matches, validate_config
+from residual_lab.validation import check_checkpoint_matches, instantiation_error, validate_config
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +64,8 @@ def _instantiate(node: DictConfig, **kwargs: Any) -> Any:
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as err:
-        cause = err.__cause__
-        if isinstance(cause, (ValueError, UserFacingError)):
-            raise UserFacingError(str(cause)) from None
+        if (user_error := instantiation_error(node, err.__cause__)) is not None:
+            raise user_error from None
         raise
 
 
@@ -84,10 +82,6 @@ def build(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> tuple[L.Li
     return module, datamodule, trainer
 
 
-def _find(trainer: L.Trainer, cls: type) -> Any:
-    return next((c for c in trainer.callbacks if isinstance(c, cls)), None)
-
-
 def _resume_checkpoint(output_dir: Path) -> str | None:
     found = resume_checkpoint(output_dir)
     return str(found) if found else None
@@ -100,6 +94,7 @@ def train(cfg: DictConfig, resume: bool = False) -> dict[str, Any]:
         cfg: the composed config.
         resume: continue from the newest checkpoint in ``cfg.paths.output_dir``.
     """
+    validate_config(cfg)  # every value typed and in range before anything uses one
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     # .hydra/config.yaml keeps the interpolations (resume rebuilds from it); this is what ran.
@@ -139,41 +134,15 @@ def train(cfg: DictConfig, resume: bool = False) -> dict[str, Any]:
         # protocol=paper: the final weights.
         test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)[0]
 
-    speed = _find(trainer, TrainSpeed)
-    summary = {
-        **config_fields(cfg),
-        "params": params,
-        "steps": trainer.global_step,
-        "epochs": trainer.current_epoch,
-        **module.train_window(),  # the final step's window (testing a checkpoint keeps it)
-        "val_error": val.get("val/error"),  # final weights
-        "best_val_error": float(ckpt.best_model_score) if best and ckpt.best_model_score is not None else None,
-        "val_loss": val.get("val/loss"),
-        "test_error": test.get("test/error"),
-        "test_loss": test.get("test/loss"),
-        "test_accuracy": test.get("test/accuracy"),
-        "test_recall_macro": test.get("test/recall"),
-        "test_f1_macro": test.get("test/f1"),
-        "tested_checkpoint": ("best-val" if best else "final") if test else None,
-        "best_checkpoint": best,
-        "wall_time_s": time.perf_counter() - start,
-        "train_images_per_s": speed.images_per_s if speed else None,
-        "status": status,
-        "reason": reason,
-        "resumed_from": ckpt_path,
-        "output_dir": str(output_dir),
-        "diagnostics": {c.summary_key: c.summary() for c in trainer.callbacks if isinstance(c, IntervalCallback)},
-    }
-    if diverged_at is not None:
-        summary["steps"] = diverged_at  # the step the loss went non-finite, not the step it was seen
+    summary = run_summary(cfg, trainer, params=params, status=status, reason=reason, val=val, test=test, best=best,
+                          resumed_from=ckpt_path, elapsed_s=time.perf_counter() - start, diverged_at=diverged_at)
     if status == "completed":
         for lg in trainer.loggers:
             lg.log_hyperparams({k: summary[k] for k in ("depth", "shortcut", "block", "width", "norm", "seed",
                                                         "params", "lr", "batch_size", "max_steps")},
                                hparam_metrics(summary))
     write_summary(output_dir, summary)
-    log.info("%s %s after %d steps: train error %.2f%%, test error %s", cfg.run_name, status,
-             summary["steps"], summary["train_error"], summary["test_error"])
+    log.info(summary_line(summary))
     return summary
 
 
@@ -267,6 +236,7 @@ def _stop_interrupted(cfg: DictConfig, signum: int, resumed: bool) -> None:
     sys.exit(128 + signum)
 
 
+@usage_errors  # a config Hydra cannot compose: one sentence, exit code 2
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN

@@ -1,17 +1,50 @@
-"""summary.json: the one file per run that reports, sweeps and tests read."""
+"""summary.json: the one file per run that reports, sweeps and tests read.
+
+Laid out for a person reading it: how the run ended (``status``, ``reason``), its errors, the
+settings that identify it, then its progress, and the per-layer ``diagnostics`` last. Every
+rate (errors, accuracy, recall, F1) is in percent, as in TensorBoard. Floats are rounded to
+what they can tell: rates to 0.01 percentage points (one image in 10,000), losses and
+diagnostics to 4 significant digits, seconds to 0.1 s.
+
+``dataset`` names the data (``cifar10``, an image folder's directory name, ``synthetic``) and
+``data_root`` is the absolute directory it was read from; ``data`` is the source's class.
+
+``summary_version`` 2 is this layout; a summary without it (version 1: sorted keys, accuracy,
+recall and F1 as fractions, no ``dataset`` before the field existed) is converted on reading by
+:func:`upgrade`.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
-from residual_lab.io import write_json
+from residual_lab.io import atomic_write
 
 #: Statuses a run can end with.
 STATUSES = ("completed", "diverged", "failed", "interrupted")
 SUMMARY_FILE = "summary.json"
+SUMMARY_VERSION = 2
+
+#: Rates in percent (2 decimals). Version-1 summaries held the last three as fractions.
+PERCENT = ("test_error", "best_val_error", "val_error", "train_error", "test_accuracy", "test_recall_macro",
+           "test_f1_macro")
+FRACTIONS_IN_VERSION_1 = ("test_accuracy", "test_recall_macro", "test_f1_macro")
+
+#: The order of summary.json: outcome, errors, settings, progress; anything else after, then
+#: ``diagnostics``.
+ORDER = (
+    "status", "reason",
+    *PERCENT, "test_loss", "val_loss", "train_loss",
+    "run_name", "model", "depth", "shortcut", "block", "width", "norm", "init", "params",
+    "dataset", "data_root", "data", "protocol", "seed", "batch_size", "optimizer", "lr", "max_steps", "precision",
+    "steps", "epochs", "wall_time_s", "train_images_per_s",
+    "tested_checkpoint", "best_checkpoint", "resumed_from", "output_dir", "summary_version",
+)
 
 
 def dataset_name(data: DictConfig) -> str:
@@ -26,6 +59,12 @@ def dataset_name(data: DictConfig) -> str:
     return {"SyntheticSource": "synthetic"}.get(kind, kind)
 
 
+def data_root(data: DictConfig) -> str | None:
+    """The absolute directory the data was read from (None for generated data)."""
+    root = data.source.get("root", data.get("root"))
+    return str(Path(str(root)).expanduser().resolve()) if root else None
+
+
 def config_fields(cfg: DictConfig) -> dict[str, Any]:
     """The identifying fields of a run, straight from its config.
 
@@ -36,17 +75,134 @@ def config_fields(cfg: DictConfig) -> dict[str, Any]:
     protocol = cfg.get("protocol")
     return {
         "protocol": protocol.name if protocol is not None else "heldout",
-        "dataset": dataset_name(cfg.data), "data_root": cfg.data.get("root"),
-        "run_name": cfg.run_name, "model": cfg.model._target_.rsplit(".", 1)[-1], "depth": cfg.depth, "shortcut": cfg.shortcut, "block": cfg.block,
-        "width": cfg.width, "norm": cfg.norm, "init": cfg.model.get("init"), "seed": cfg.seed,
-        "data": cfg.data.source._target_.rsplit(".", 1)[-1], "batch_size": cfg.data.batch_size,
+        "dataset": dataset_name(cfg.data), "data_root": data_root(cfg.data),
+        "data": cfg.data.source._target_.rsplit(".", 1)[-1],
+        "run_name": cfg.run_name, "model": cfg.model._target_.rsplit(".", 1)[-1], "depth": cfg.depth,
+        "shortcut": cfg.shortcut, "block": cfg.block, "width": cfg.width, "norm": cfg.norm,
+        "init": cfg.model.get("init"), "seed": cfg.seed, "batch_size": cfg.data.batch_size,
         "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1], "lr": cfg.optimizer.lr,
         "max_steps": cfg.trainer.max_steps, "precision": str(cfg.trainer.precision),
     }
 
 
+def round_sig(x: float, digits: int = 4) -> float:
+    """``x`` to ``digits`` significant digits (non-finite values unchanged)."""
+    if not isinstance(x, float) or not math.isfinite(x) or x == 0:
+        return x
+    return round(x, digits - 1 - math.floor(math.log10(abs(x))))
+
+
+def _rounded(value: Any, digits: int = 4) -> Any:
+    if isinstance(value, float):
+        return round_sig(value, digits)
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v, digits) for v in value]
+    return value
+
+
+def tidy(fields: dict[str, Any]) -> dict[str, Any]:
+    """The summary in :data:`ORDER`, ``diagnostics`` last, floats rounded (module doc)."""
+    out = {k: fields[k] for k in ORDER if k in fields}
+    out.update({k: v for k, v in fields.items() if k not in out and k != "diagnostics"})
+    if "diagnostics" in fields:
+        out["diagnostics"] = fields["diagnostics"]
+    for key, value in out.items():
+        if not isinstance(value, float):
+            out[key] = _rounded(value) if key == "diagnostics" else value
+        elif key in PERCENT:
+            out[key] = round(value, 2)
+        elif key in ("wall_time_s", "train_images_per_s"):
+            out[key] = round(value, 1)
+        elif key == "epochs":
+            out[key] = round(value, 2)
+        elif key != "lr":
+            out[key] = round_sig(value)
+    return out
+
+
+def upgrade(summary: dict[str, Any]) -> dict[str, Any]:
+    """A summary of any version in this version's units: version-1 accuracy, recall and F1
+    (fractions) become percent. Nothing else changes; the file is never rewritten."""
+    if summary.get("summary_version", 1) >= SUMMARY_VERSION:
+        return summary
+    out = dict(summary)
+    for key in FRACTIONS_IN_VERSION_1:
+        if isinstance(out.get(key), (int, float)):
+            out[key] = round(out[key] * 100, 2)
+    return out
+
+
+def epochs(trainer: Any, steps: int) -> float | None:
+    """Passes over the training split: images seen / training images (a fraction)."""
+    data = getattr(trainer, "datamodule", None)
+    try:
+        return steps * data.batch_size * trainer.world_size / data.num_train
+    except (AttributeError, TypeError, ZeroDivisionError):
+        return None
+
+
+def run_summary(cfg: DictConfig, trainer: Any, *, params: int, status: str, reason: str | None,
+                val: dict[str, float], test: dict[str, float], best: str | None, resumed_from: str | None,
+                elapsed_s: float, diverged_at: int | None = None) -> dict[str, Any]:
+    """The summary of a finished (or stopped) fit, in the layout of this module.
+
+    Args:
+        val: the final ``val/*`` metrics; test: ``trainer.test``'s (empty if not tested).
+        best: the best-validation checkpoint that was tested, or None for the final weights.
+        resumed_from: the checkpoint this session continued from.
+        elapsed_s: this session's wall time; earlier sessions' (a resumed run) are added from
+            the checkpoint (:meth:`ImageClassifier.wall_time_before`).
+        diverged_at: the step the loss went non-finite, reported as ``steps``.
+    """
+    from residual_lab.callbacks import IntervalCallback, TrainSpeed
+
+    module = trainer.lightning_module
+    ckpt = trainer.checkpoint_callback
+    speed = next((c for c in trainer.callbacks if isinstance(c, TrainSpeed)), None)
+    steps = diverged_at if diverged_at is not None else trainer.global_step
+    return tidy({
+        "status": status,
+        "reason": reason,
+        "test_error": test.get("test/error"),
+        "best_val_error": float(ckpt.best_model_score) if best and ckpt.best_model_score is not None else None,
+        "val_error": val.get("val/error"),  # final weights
+        **module.train_window(),  # the final step's window (testing a checkpoint keeps it)
+        "test_accuracy": test.get("test/accuracy"),
+        "test_recall_macro": test.get("test/recall"),
+        "test_f1_macro": test.get("test/f1"),
+        "test_loss": test.get("test/loss"),
+        "val_loss": val.get("val/loss"),
+        **config_fields(cfg),
+        "params": params,
+        "steps": steps,
+        "epochs": epochs(trainer, steps),
+        "wall_time_s": getattr(module, "wall_time_before", 0.0) + elapsed_s,
+        "train_images_per_s": speed.images_per_s if speed else None,
+        "tested_checkpoint": ("best-val" if best else "final") if test else None,
+        "best_checkpoint": best,
+        "resumed_from": resumed_from,
+        "output_dir": str(cfg.paths.output_dir),
+        "summary_version": SUMMARY_VERSION,
+        "diagnostics": {c.summary_key: c.summary() for c in trainer.callbacks if isinstance(c, IntervalCallback)},
+    })
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """The run's last console line: how it ended and every error it has, as ``12.34%``."""
+    errors = ", ".join(f"{name} error {summary[key]:.2f}%"
+                       for name, key in (("train", "train_error"), ("val", "val_error"),
+                                         ("best val", "best_val_error"), ("test", "test_error"))
+                       if summary.get(key) is not None)
+    epochs_done = f" ({summary['epochs']:.2f} epochs)" if summary.get("epochs") is not None else ""
+    return f"{summary.get('run_name')} {summary['status']} after {summary.get('steps')} steps{epochs_done}: {errors or 'no errors measured'}"
+
+
 def write_summary(output_dir: str | Path, fields: dict[str, Any]) -> Path:
-    """Atomically write ``summary.json``; ``status`` must be one of :data:`STATUSES`."""
+    """Atomically write ``summary.json`` in the layout of :func:`tidy`; ``status`` must be one
+    of :data:`STATUSES`."""
     if fields.get("status") not in STATUSES:
         raise ValueError(f"status {fields.get('status')!r} is not one of {STATUSES}")
-    return write_json(Path(output_dir) / SUMMARY_FILE, fields)
+    text = json.dumps(tidy({**fields, "summary_version": SUMMARY_VERSION}), indent=2, default=str) + "\n"
+    return atomic_write(Path(output_dir) / SUMMARY_FILE, lambda f: f.write(text))

@@ -5,25 +5,77 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from residual_lab.errors import UserFacingError
+from residual_lab.schema import check_config, show
+
+#: Modules whose errors already name the config key, the value and the valid choices.
+OWN_MODULES = ("residual_lab.",)
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Reject values no run can use, naming the key, the value and what is valid."""
-    lr = cfg.optimizer.get("lr")
-    if lr is not None and not lr > 0:
-        raise UserFacingError(f"optimizer.lr must be > 0, got {lr}")
-    max_steps = cfg.trainer.get("max_steps", -1)
-    if max_steps == 0 or max_steps < -1:
-        raise UserFacingError(f"trainer.max_steps must be >= 1 (or -1 to use max_epochs), got {max_steps}")
-    for key in ("batch_size", "eval_batch_size"):
-        if cfg.data.get(key) is not None and cfg.data[key] < 1:
-            raise UserFacingError(f"data.{key} must be >= 1, got {cfg.data[key]}")
-    every = cfg.get("diagnostics", {}).get("every_n_steps", 1)
-    if every < 1:
-        raise UserFacingError(f"diagnostics.every_n_steps must be >= 1, got {every}")
+    """Reject values no run can use, naming the key, the value and what is valid.
+
+    The typed schema (:func:`residual_lab.schema.check_config`) checks every key's type and
+    range; then the optimizer and the lr schedule are built once on a dummy parameter, so a
+    value torch or a schedule refuses (Adam's ``betas``, an unknown warm-up mode) stops the
+    run here, in one sentence, instead of at the first training step with a traceback.
+    """
+    check_config(cfg)
+    _try_optimizer_and_schedule(cfg)
+
+
+def _try_optimizer_and_schedule(cfg: DictConfig) -> None:
+    from hydra.utils import instantiate
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    try:
+        optimizer = instantiate(cfg.optimizer)(params=[param])
+    except Exception as err:  # torch raises ValueError, some optimizers TypeError/RuntimeError
+        raise refusal(cfg.optimizer, err) from None
+    steps = cfg.task.get("schedule_steps") or max(1, int(cfg.trainer.max_steps))
+    try:
+        instantiate(cfg.scheduler)(optimizer, total_steps=steps)
+    except Exception as err:
+        raise refusal(cfg.scheduler, err) from None
+
+
+def refusal(node: DictConfig, err: BaseException) -> UserFacingError:
+    """A one-sentence error for a library that refused a config node's values.
+
+    Names the key the library's message mentions (``Invalid momentum value: -1`` names
+    ``optimizer.momentum``) with its value; our own modules' messages are kept as they are.
+    """
+    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    target = str(node.get("_target_", ""))
+    if isinstance(err, UserFacingError) or target.startswith(OWN_MODULES):
+        return UserFacingError(message)
+    path = node._get_full_key(None) or "the config"
+    keys = [k for k in node if not str(k).startswith("_")]
+    lowered = message.lower().replace(" ", "_")
+    aliases = {"lr": "learning_rate"}
+    named = next((k for k in sorted(keys, key=len, reverse=True)
+                  if str(k).lower() in lowered or aliases.get(str(k), "\0") in lowered
+                  or str(k).rstrip("s").lower() in lowered), None)
+    if named is None:
+        named = next((k for k in keys if isinstance(node.get(k), (str, int, float)) and not isinstance(node.get(k), bool)
+                      and f"{node.get(k)}".lower() in message.lower().split()), None)
+    if named is not None:
+        value = OmegaConf.to_container(node, resolve=True)[named]
+        return UserFacingError(f"{path}.{named}={show(value)} is refused by {target}: {message}")
+    return UserFacingError(f"{path} ({target}) refused its settings: {message}")
+
+
+def instantiation_error(node: DictConfig, cause: BaseException | None) -> UserFacingError | None:
+    """For ``hydra.utils.instantiate`` failures: a one-sentence error for a value the target
+    refuses (a ValueError, or Lightning's MisconfigurationException, e.g. trainer=gpu on a
+    machine without one), or None for a genuine bug (which keeps its traceback)."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    if isinstance(cause, (ValueError, UserFacingError, MisconfigurationException)):
+        return refusal(node, cause)
+    return None
 
 
 def check_checkpoint_matches(module: torch.nn.Module, path: str | Path) -> None:

@@ -68,8 +68,8 @@ def test_runs_are_found_in_job_order_with_their_scalars(sweep):
         assert s["train/error"][0] == [4, 9]  # Lightning logs at 0-based steps, every 5
         assert s["val/error"][0] == [4, 9]
         assert s["test/error"][0] == [10]
-        assert s["val/error"][1][-1] == pytest.approx(run.summary["val_error"], abs=1e-4)
-        assert s["test/error"][1][0] == pytest.approx(run.summary["test_error"], abs=1e-4)
+        assert s["val/error"][1][-1] == pytest.approx(run.summary["val_error"], abs=0.005)  # summary.json rounds rates to 0.01
+        assert s["test/error"][1][0] == pytest.approx(run.summary["test_error"], abs=0.005)
 
 
 def cells(line: str) -> list[str]:

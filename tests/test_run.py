@@ -29,6 +29,10 @@ def test_smoke_experiment_trains_well_below_chance_and_writes_its_outputs(make_c
         assert on_disk[key] is not None, key
     events = list((tmp_path / "tensorboard" / "resnet-8-identity").glob("events.out.tfevents.*"))
     assert events
+    # The demo shows the per-layer gradient diagnostics (measured every 10 of its steps).
+    assert on_disk["diagnostics"]["grad_norm"]["step"] == 59 and len(on_disk["diagnostics"]["grad_norm"]["layers"]) == 8
+    assert on_disk["diagnostics"]["block_grad"]["blocks"] == ["s1.b0", "s2.b0", "s3.b0"]
+    assert (tmp_path / "diagnostics" / "grad_norm_heatmap.png").is_file()
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
     assert len(list((tmp_path / "checkpoints").glob("best-step*.ckpt"))) == 1
 
@@ -60,7 +64,7 @@ def test_summary_train_error_is_the_final_window_not_the_tested_checkpoints(make
     acc.Reload()
     logged = {e.step: e.value for e in acc.Scalars("train/error")}
     assert logged[19] != pytest.approx(logged[39], abs=1e-3)  # the two windows differ
-    assert summary["train_error"] == pytest.approx(logged[39], abs=1e-4)
+    assert summary["train_error"] == pytest.approx(logged[39], abs=0.005)  # summary.json rounds to 0.01
 
 
 def test_every_documented_override_key_composes(make_cfg):
@@ -106,7 +110,6 @@ def test_missing_cifar_stops_with_one_clear_paragraph_and_no_traceback(tmp_path)
 
 def test_unknown_group_option_lists_the_available_ones(tmp_path):
     proc = _cli("optimizer=lion", f"hydra.run.dir={tmp_path}", cwd=ROOT)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert "Could not find 'optimizer/lion'" in proc.stderr
-    assert "adamw" in proc.stderr and "rmsprop" in proc.stderr
+    assert "residual_lab: unknown optimizer 'lion'; valid choices: adagrad, adam, adamw, rmsprop, sgd\n" in proc.stderr

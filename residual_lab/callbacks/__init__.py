@@ -4,10 +4,11 @@ from residual_lab.callbacks.base import IntervalCallback
 from residual_lab.callbacks.block_grad import BlockInputGradients
 from residual_lab.callbacks.figures import DiagnosticFigures
 from residual_lab.callbacks.grad_norm import GradNorms
+from residual_lab.callbacks.progress import ProgressBar
 from residual_lab.callbacks.resources import ResourceMonitor
 from residual_lab.callbacks.forward_signal import ForwardSignal
 from residual_lab.callbacks.train_speed import TrainSpeed
 from residual_lab.callbacks.update_ratio import UpdateRatio
 
 __all__ = ["BlockInputGradients", "DiagnosticFigures", "ForwardSignal", "GradNorms", "IntervalCallback",
-           "ResourceMonitor", "TrainSpeed", "UpdateRatio"]
+           "ProgressBar", "ResourceMonitor", "TrainSpeed", "UpdateRatio"]

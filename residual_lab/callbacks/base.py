@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from residual_lab.callbacks.layer_names import blocks, compiled, network
+from residual_lab.callbacks.layer_names import blocks, compiled, network, sortable
 
 
 def norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -86,6 +86,7 @@ class BlockHookCallback(IntervalCallback):
 
     def __init__(self, every_n_steps: int = 50) -> None:
         super().__init__(every_n_steps)
+        self.block_tags: list[str] = []
         self._handles: list = []  # the hooks attached for the current measuring step
         self._values: dict = {}   # what those hooks measured, until the step reads it
 
@@ -106,6 +107,7 @@ class BlockHookCallback(IntervalCallback):
         net = network(pl_module)
         self._blocks = blocks(net)
         self.blocks = [tag for tag, _ in self._blocks]
+        self.block_tags = sortable(self.blocks)  # TensorBoard's names, in network order
         self._enabled = not compiled(net)
         if not self._enabled:
             rank_zero_warn(f"{type(self).__name__}: the net is torch.compile'd (compile=true), which ignores "

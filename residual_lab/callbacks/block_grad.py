@@ -26,7 +26,7 @@ class BlockInputGradients(BlockHookCallback):
     For a residual net dL/dx_l = dL/dx_L (1 + d/dx_l sum_i F_i) (He et al. 2016,
     "Identity Mappings in Deep Residual Networks", eq. 5): the gradient reaches every
     block at the same order of magnitude. Plain nets without normalization let it
-    vanish or explode with depth. Logs ``block_grad/<block>`` (e.g. ``block_grad/s1.b0``)
+    vanish or explode with depth. Logs ``block_grad/<block>`` (e.g. ``block_grad/1_s1.b00``)
     and ``block_grad_ratio/first_over_last``.
 
     Unit: the root mean square per element, ||dL/dx_l|| / sqrt(numel), over the whole batch,
@@ -84,7 +84,7 @@ class BlockInputGradients(BlockHookCallback):
             return
         *norms, ratio = values.tolist()  # the one host transfer
         step = trainer.global_step
-        metrics = {f"block_grad/{t}": v for t, v in zip(self.blocks, norms)}
+        metrics = {f"block_grad/{t}": v for t, v in zip(self.block_tags, norms)}
         metrics["block_grad_ratio/first_over_last"] = ratio
         self.log_metrics(trainer, metrics, step)
         self.latest = {"step": step, "blocks": list(self.blocks), "grad_norm": norms, "first_over_last": ratio}

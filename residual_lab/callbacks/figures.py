@@ -20,6 +20,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from residual_lab.callbacks.block_grad import BlockInputGradients  # noqa: E402
 from residual_lab.callbacks.grad_norm import GradNorms  # noqa: E402
+from residual_lab.callbacks.layer_names import group_of  # noqa: E402
 from residual_lab.results.plots import gradient_profiles  # noqa: E402
 
 
@@ -30,9 +31,19 @@ def _log10(values: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Inches of figure height per labelled layer: a 6 pt label plus spacing, legible at 80 dpi.
+ROW_INCHES = 0.12
+#: Most layer labels on one heat map (ResNet-164 has 165 layers); deeper nets label every k-th.
+MAX_LABELS = 400
+
+
 def grad_norm_heatmap(steps: Sequence[int], layers: Sequence[str], norms: np.ndarray, title: str = "",
                       min_decades: float = 3.0) -> Figure:
     """log10 weight-gradient norm, layers (input at the bottom) x logged steps.
+
+    Every layer is labelled: the figure grows with depth (:data:`ROW_INCHES` per layer, so
+    ResNet-56's 57 and ResNet-110's 111 layers are all legible); beyond :data:`MAX_LABELS`
+    layers every k-th is labelled. Lines separate the stem, the stages and the head.
 
     Args:
         steps: logged optimizer steps (x), length S.
@@ -46,13 +57,18 @@ def grad_norm_heatmap(steps: Sequence[int], layers: Sequence[str], norms: np.nda
     mid = float(np.nanmedian(values)) if np.isfinite(values).any() else 0.0
     vmin = min(np.nanmin(values, initial=mid), mid - min_decades / 2)
     vmax = max(np.nanmax(values, initial=mid), mid + min_decades / 2)
-    fig = Figure(figsize=(7, 5), dpi=80)
+    every = max(1, -(-len(layers) // MAX_LABELS))
+    height = max(5.0, 1.6 + ROW_INCHES * len(layers) / every)
+    fig = Figure(figsize=(7, height), dpi=80)
     ax = fig.add_subplot()
     image = ax.imshow(values, origin="lower", aspect="auto", interpolation="nearest", cmap="viridis",
                       vmin=vmin, vmax=vmax)
-    fig.colorbar(image, ax=ax, label="log10 ||dL/dW||")
-    every = max(1, len(layers) // 20)
+    fig.colorbar(image, ax=ax, label="log10 ||dL/dW||", fraction=0.05, shrink=min(1.0, 6 / height))
     ax.set_yticks(range(0, len(layers), every), layers[::every], fontsize=6)
+    groups = [group_of(t) for t in layers]
+    for i in range(1, len(layers)):
+        if groups[i] != groups[i - 1]:
+            ax.axhline(i - 0.5, color="white", linewidth=0.6)
     xt = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 8)).round().astype(int))
     ax.set_xticks(xt, [str(steps[i]) for i in xt], fontsize=7)
     ax.set_xlabel("optimizer step")

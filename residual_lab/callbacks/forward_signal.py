@@ -58,7 +58,7 @@ class ForwardSignal(BlockHookCallback):
         table = torch.cat([table, (table[1] / table[0]).unsqueeze(0)])
         rows = dict(zip((*self.KINDS, "ratio"), table.tolist()))  # the one host transfer
         step = trainer.global_step
-        metrics = {f"signal/{k}/{t}": v for k, row in rows.items() for t, v in zip(self.blocks, row)}
+        metrics = {f"signal/{k}/{t}": v for k, row in rows.items() for t, v in zip(self.block_tags, row)}
         self.log_metrics(trainer, metrics, step)
         self.latest = {"step": step, "blocks": list(self.blocks), **rows}
 

@@ -7,14 +7,15 @@ import numpy as np
 import torch
 
 from residual_lab.callbacks.base import IntervalCallback, norms
-from residual_lab.callbacks.layer_names import group_of, network, weighted_layers
+from residual_lab.callbacks.layer_names import group_of, network, sortable, weighted_layers
 
 
 class GradNorms(IntervalCallback):
     """L2 norm of the weight gradient of every conv and linear layer, in network order.
 
-    Logs ``grad_norm/<layer>`` (e.g. ``grad_norm/s1.b0.conv1``), ``grad_norm_stage/<group>``
-    for ``stem``, ``s1``..``s3`` and ``head`` (the norm of the group's weight gradients
+    Logs ``grad_norm/<layer>`` (e.g. ``grad_norm/1_s1.b00.conv1``, the sortable form of
+    :func:`~residual_lab.callbacks.layer_names.sortable`), ``grad_norm_stage/<group>`` for
+    ``0_stem``, ``1_s1``..``3_s3`` and ``9_head`` (the norm of the group's weight gradients
     seen as one vector) and ``grad_norm_total`` (all tracked weights together; BN scales
     and biases are not tracked). Unit: the gradient of the mean cross-entropy per batch.
 
@@ -46,6 +47,7 @@ class GradNorms(IntervalCallback):
         self.layers = [tag for tag, _ in self._modules]
         groups = [group_of(tag) for tag in self.layers]
         self.groups = list(dict.fromkeys(groups))  # network order; layers of a group are contiguous
+        self._tb_layers, self._tb_groups = sortable(self.layers), sortable(self.groups)
         self._group_slices = [slice(groups.index(g), len(groups) - groups[::-1].index(g)) for g in self.groups]
 
     def measure(self) -> torch.Tensor:
@@ -66,8 +68,8 @@ class GradNorms(IntervalCallback):
         values = self.measure().tolist()  # the one host transfer
         n, g = len(self.layers), len(self.groups)
         layer, group, total = values[:n], values[n:n + g], values[-1]
-        metrics = {f"grad_norm/{t}": v for t, v in zip(self.layers, layer)}
-        metrics.update({f"grad_norm_stage/{t}": v for t, v in zip(self.groups, group)})
+        metrics = {f"grad_norm/{t}": v for t, v in zip(self._tb_layers, layer)}
+        metrics.update({f"grad_norm_stage/{t}": v for t, v in zip(self._tb_groups, group)})
         metrics["grad_norm_total"] = total
         step = trainer.global_step
         self.log_metrics(trainer, metrics, step)

@@ -8,6 +8,14 @@ their blocks ``blocks.<j>``: ``blocks.3.residual.fc1`` -> ``b3.fc1``,
 ``blocks.3.attn.residual.qkv`` -> ``b3.attn.qkv`` (a ViT layer holds two blocks, ``attn``
 and ``mlp``). Tags must stay stable: TensorBoard runs,
 summary.json and reports across a sweep are joined on them.
+
+TensorBoard sorts tags by name, which would put ``s1.b10`` before ``s1.b2`` and the stem after
+the stages; its tags are therefore the :func:`sortable` form, ``1_s1.b02.conv1``: a group rank
+(``0`` stem, ``1``-``8`` stage, ``1`` the blocks of a stage-less family, ``9`` head) and block
+numbers padded to equal width (and, where a block's layer names do not sort in the order they
+run, their index in the block: ViT's ``1_b00.0_attn.qkv``). They depend only on names, so the
+same layer of two nets of one family carries the same tag (plain-56 and resnet-56 overlay).
+summary.json keeps the short tags, as ordered lists.
 """
 
 from __future__ import annotations
@@ -34,6 +42,41 @@ def short_name(module_name: str) -> str:
     else:
         return module_name
     return tag + "." + _RESIDUAL.sub(r"\1", rest) if rest else tag
+
+
+_IN_BLOCK = re.compile(r"^(\d_(?:s\d\.)?b\d+)\.(.+)$")
+_BLOCK_NUMBER = re.compile(r"(?:^|(?<=\.))b(\d+)(?=\.|$)")
+
+
+def sortable(tags: list[str]) -> list[str]:
+    """TensorBoard's form of ``tags`` (module doc): ``stem.conv`` -> ``0_stem.conv``,
+    ``s1.b2.conv1`` -> ``1_s1.b02.conv1``, ``b3.attn.qkv`` -> ``1_b03.attn.qkv``,
+    ``head.fc`` -> ``9_head.fc``. Block numbers are padded to 2 digits (3 for a net with 100 or
+    more blocks in a stage, e.g. ResNet-1001)."""
+    numbers = [int(n) for t in tags for n in _BLOCK_NUMBER.findall(t)]
+    width = max(2, len(str(max(numbers, default=0))))
+
+    def rank(group: str) -> int:
+        if group == "stem":
+            return 0
+        if group == "head":
+            return 9
+        m = re.fullmatch(r"s(\d)", group)
+        return int(m.group(1)) if m else 1
+
+    out = [f"{rank(group_of(t))}_" + _BLOCK_NUMBER.sub(lambda m: f"b{int(m.group(1)):0{width}d}", t) for t in tags]
+    # Within a block, layers whose names do not sort in network order (a ViT block's attn.qkv
+    # runs before attn.proj) get their index in the block: b00.0_attn.qkv, b00.1_attn.proj.
+    by_block: dict[str, list[int]] = {}
+    for i, t in enumerate(out):
+        if m := _IN_BLOCK.match(t):
+            by_block.setdefault(m.group(1), []).append(i)
+    for prefix, idx in by_block.items():
+        rest = [out[i][len(prefix) + 1:] for i in idx]
+        if rest != sorted(rest):
+            for k, i in enumerate(idx):
+                out[i] = f"{prefix}.{k}_{rest[k]}"
+    return out
 
 
 def group_of(tag: str) -> str:

@@ -62,7 +62,7 @@ class TokenStats(BlockHookCallback):
         if getattr(network(pl_module), "tokens", False):
             super().on_fit_start(trainer, pl_module)
         else:
-            self._enabled, self._blocks, self.blocks = False, [], []
+            self._enabled, self._blocks, self.blocks, self.block_tags = False, [], [], []
 
     def _residual_hook(self, index: int, shortcut):
         def hook(module, args, out):
@@ -103,7 +103,7 @@ class TokenStats(BlockHookCallback):
             table = torch.stack([torch.stack([values[k, i] for i in range(n)]) for k in self.KINDS])
         rows = dict(zip(self.KINDS, table.tolist()))  # the one host transfer
         step = trainer.global_step
-        self.log_metrics(trainer, {f"token/{k}/{t}": v for k, row in rows.items() for t, v in zip(self.blocks, row)},
+        self.log_metrics(trainer, {f"token/{k}/{t}": v for k, row in rows.items() for t, v in zip(self.block_tags, row)},
                          step)
         self.latest = {"step": step, "blocks": list(self.blocks), **rows}
         if not self.initial:

@@ -6,7 +6,7 @@ import lightning as L
 import torch
 
 from residual_lab.callbacks.base import IntervalCallback, norms
-from residual_lab.callbacks.layer_names import network, weighted_layers
+from residual_lab.callbacks.layer_names import network, sortable, weighted_layers
 
 
 class UpdateRatio(IntervalCallback):
@@ -33,6 +33,7 @@ class UpdateRatio(IntervalCallback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._modules = weighted_layers(network(pl_module))
         self.layers = [tag for tag, _ in self._modules]
+        self._tb_layers = sortable(self.layers)
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
         if self.is_logging_step(trainer):
@@ -46,7 +47,7 @@ class UpdateRatio(IntervalCallback):
         norm = norms(before)
         torch._foreach_sub_(before, [m.weight.detach() for _, m in self._modules])  # -(the step), in place
         ratios = (norms(before) / norm).tolist()  # the one host transfer
-        self.log_metrics(trainer, {f"update_ratio/{t}": v for t, v in zip(self.layers, ratios)}, self._step)
+        self.log_metrics(trainer, {f"update_ratio/{t}": v for t, v in zip(self._tb_layers, ratios)}, self._step)
         self.latest = {"step": self._step, "layers": list(self.layers), "update_ratio": ratios}
 
     def on_exception(self, trainer, pl_module, exception) -> None:

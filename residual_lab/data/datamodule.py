@@ -40,7 +40,9 @@ class InMemoryDataModule(L.LightningDataModule):
 
     Args:
         source: object with ``load() -> ImageArrays`` (torchvision, image folder, synthetic).
-        num_classes: classes the model is built for; checked against the data.
+        num_classes: classes the model is built for; checked against the data. The config
+            reads it from the source (``${num_classes_of:${.source}}``), so it only needs
+            setting to check it.
         root: where the source reads its files (``data.root``; the source config
             interpolates it, so one override moves both).
         batch_size: training batch per process, images; the global batch is
@@ -82,7 +84,8 @@ class InMemoryDataModule(L.LightningDataModule):
         data: ImageArrays = self.source.load()
         if data.num_classes != self.num_classes:
             raise UserFacingError(f"the data has {data.num_classes} classes but data.num_classes "
-                                  f"is {self.num_classes}")
+                                  f"is {self.num_classes}; drop the data.num_classes override, the "
+                                  f"count is read from the data")
         n = len(data.train_labels)
         if self.val_size >= n:
             raise UserFacingError(f"data.val_size={self.val_size} leaves no training images "
@@ -126,7 +129,32 @@ class InMemoryDataModule(L.LightningDataModule):
                                   f"{len(y)} training images")
         self._train_loader = IndexBatchLoader(x, y, self.batch_size, shuffle=True, drop_last=True,
                                               seed=self.shuffle_seed, **ranks)
+        self._check_val_interval(len(self._train_loader))
         return self._train_loader
+
+    def _check_val_interval(self, batches: int) -> None:
+        """Refuse a step-count validation interval longer than an epoch, in one sentence.
+
+        Lightning counts ``val_check_interval`` steps within each epoch unless
+        ``check_val_every_n_epoch`` is null, and raises a ValueError (a traceback) when an epoch
+        has fewer steps, which happens with a small data set or ``data.subset``.
+        """
+        trainer = self.trainer
+        interval = getattr(trainer, "val_check_interval", None)
+        if (not isinstance(interval, int) or isinstance(interval, bool) or trainer.check_val_every_n_epoch is None
+                or not trainer.limit_val_batches):  # the condition of Lightning 2.6's FitLoop.setup_data
+            return
+        limit = trainer.limit_train_batches
+        if isinstance(limit, int):
+            batches = min(batches, limit)
+        elif isinstance(limit, float):
+            batches = int(batches * limit)
+        if interval > batches:
+            raise UserFacingError(
+                f"trainer.val_check_interval={interval} steps is longer than an epoch ({batches} steps of "
+                f"data.batch_size={self.batch_size} over {self.num_train} training images); set "
+                f"trainer.val_check_interval to at most {batches}, or trainer.check_val_every_n_epoch=null "
+                f"to count the interval across epochs")
 
     def val_dataloader(self) -> IndexBatchLoader | list:
         x, y = self.splits["val"]

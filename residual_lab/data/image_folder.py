@@ -15,34 +15,51 @@ from residual_lab.errors import DataUnavailableError, UserFacingError
 from residual_lab.io import atomic_write
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".gif", ".tif", ".tiff"}
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: image_size in the key
 
 
 class ImageFolderSource:
     """Decode an image tree into uint8 arrays once; reuse the cache until files change.
 
-    The cache key hashes every file's relative path, size and mtime, so adding, removing
-    or rewriting an image invalidates it. The cache is written atomically, so a killed
-    decode never leaves a half-written cache to be read later.
+    Every image is converted to 3-channel RGB (a grayscale image's value is copied to the three
+    channels; alpha is dropped), so grayscale and RGBA files train like colour ones. Images keep
+    their size unless ``image_size`` is set; all must then be of one size (the nets are built for
+    one input size), and a folder of mixed sizes is refused with a sentence naming the option.
+
+    The cache key hashes every file's relative path, size and mtime, and ``image_size``, so
+    adding, removing or rewriting an image invalidates it. The cache is written atomically, so a
+    killed decode never leaves a half-written cache to be read later.
 
     Args:
         root: directory with ``train/`` and ``test/``, each holding one folder per class.
         cache_dir: where to keep the decoded arrays; default ``<root>/.residual_lab_cache``,
             or ``~/.cache/residual_lab`` when ``root`` is read-only.
+        image_size: resize every image to ``image_size`` x ``image_size`` pixels (bilinear;
+            not aspect-preserving), e.g. 32 for the CIFAR nets; None keeps the files' size.
     """
 
-    def __init__(self, root: str, cache_dir: str | None = None) -> None:
+    def __init__(self, root: str, cache_dir: str | None = None, image_size: int | None = None) -> None:
         self.root = Path(root).expanduser()
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+        self.image_size = image_size
 
-    def _scan(self) -> tuple[list[str], dict[str, list[tuple[Path, int]]]]:
+    @property
+    def classes(self) -> list[str]:
+        """Class names: the class folders under ``train/`` (no image is read)."""
+        return self._scan_classes()
+
+    @property
+    def num_classes(self) -> int:
+        """How many class folders ``train/`` holds (``data.num_classes`` reads it)."""
+        return len(self._scan_classes())
+
+    def _scan_classes(self) -> list[str]:
         if not self.root.is_dir() or not any(self.root.iterdir()):
             raise DataUnavailableError(
                 f"data.root={self.root} is missing or empty. data=imagefolder expects "
                 f"train/<class>/*.jpg and test/<class>/*.jpg under it (for the CIFAR-10 copy: "
                 f"tar -xzf cifar10-jpeg.tar.gz -C /tmp, then data.root=/tmp/cifar10-jpeg)."
             )
-        splits = {}
         classes_per_split = {}
         for split in ("train", "test"):
             d = self.root / split
@@ -57,6 +74,11 @@ class ImageFolderSource:
                 f"only in train: {sorted(set(train_c) - set(test_c)) or 'none'}, "
                 f"only in test: {sorted(set(test_c) - set(train_c)) or 'none'}"
             )
+        return train_c
+
+    def _scan(self) -> tuple[list[str], dict[str, list[tuple[Path, int]]]]:
+        train_c = self._scan_classes()
+        splits = {}
         for split in ("train", "test"):
             files = []
             for label, cls in enumerate(train_c):
@@ -67,7 +89,7 @@ class ImageFolderSource:
         return train_c, splits
 
     def _cache_path(self, splits) -> Path:
-        h = hashlib.sha256(f"v{CACHE_VERSION}".encode())
+        h = hashlib.sha256(f"v{CACHE_VERSION} size={self.image_size}".encode())
         for split, files in splits.items():
             for path, label in files:
                 st = path.stat()
@@ -78,24 +100,26 @@ class ImageFolderSource:
             base = Path("~/.cache/residual_lab").expanduser()
         return base / name
 
-    @staticmethod
-    def _decode(files: list[tuple[Path, int]]) -> tuple[np.ndarray, np.ndarray]:
+    def _decode(self, files: list[tuple[Path, int]]) -> tuple[np.ndarray, np.ndarray]:
         if not files:
             raise UserFacingError("an image folder split has no images")
         first = None
         images = None
+        size = (self.image_size, self.image_size) if self.image_size else None
         for i, (path, _) in enumerate(files):
             try:
                 with Image.open(path) as im:
-                    arr = np.asarray(im.convert("RGB"))
+                    im = im.convert("RGB")  # grayscale: the value in all three channels
+                    arr = np.asarray(im.resize(size, Image.BILINEAR) if size and im.size != size else im)
             except Exception as err:
                 raise UserFacingError(f"cannot read image {path}: {err}") from None
             if first is None:
                 first = arr.shape
                 images = np.empty((len(files), *first), dtype=np.uint8)
             elif arr.shape != first:
-                raise UserFacingError(f"image {path} is {arr.shape[1]}x{arr.shape[0]}, but the "
-                                      f"first image was {first[1]}x{first[0]}; all must match")
+                raise UserFacingError(f"image {path} is {arr.shape[1]}x{arr.shape[0]} but {files[0][0]} is "
+                                      f"{first[1]}x{first[0]}; set data.source.image_size=N to resize every "
+                                      f"image to N x N (e.g. 32)")
             images[i] = arr
         labels = np.fromiter((label for _, label in files), dtype=np.int64, count=len(files))
         return images.transpose(0, 3, 1, 2).copy(), labels

@@ -11,6 +11,7 @@ from residual_lab.data.arrays import ImageArrays
 from residual_lab.errors import DataUnavailableError
 
 _DATASETS = {"cifar10": "CIFAR10", "cifar100": "CIFAR100"}
+_CLASSES = {"cifar10": 10, "cifar100": 100}
 
 
 class TorchvisionCIFAR:
@@ -26,6 +27,11 @@ class TorchvisionCIFAR:
         if name not in _DATASETS:
             raise ValueError(f"unknown torchvision dataset {name!r}; valid: {', '.join(_DATASETS)}")
         self.name, self.root, self.download = name, Path(root).expanduser(), download
+
+    @property
+    def num_classes(self) -> int:
+        """Classes, known from the name (``data.num_classes`` reads it; nothing is loaded)."""
+        return _CLASSES[self.name]
 
     def _split(self, train: bool):
         import torchvision.datasets as tvd

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 from omegaconf import OmegaConf
 
 import residual_lab  # noqa: F401  (registers the resolvers run_name needs)
-from residual_lab.summary import SUMMARY_FILE
+from residual_lab.summary import SUMMARY_FILE, upgrade
 
 #: Status given to a run directory without summary.json (killed, or still running).
 INCOMPLETE = "incomplete"
@@ -140,7 +140,7 @@ def load_run(path: str | Path) -> Run:
     summary_file = path / SUMMARY_FILE
     if summary_file.is_file():
         try:
-            summary = json.loads(summary_file.read_text())
+            summary = upgrade(json.loads(summary_file.read_text()))  # older layouts in today's units
         except json.JSONDecodeError:  # summary.json is written atomically; a bad one is not ours
             summary = None
     fields = _config_fields(path)

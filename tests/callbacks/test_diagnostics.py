@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import Logger
 
 from residual_lab.callbacks import (BlockInputGradients, ForwardSignal, GradNorms, ResourceMonitor,
                                     UpdateRatio)
-from residual_lab.callbacks.layer_names import blocks, weighted_layers
+from residual_lab.callbacks.layer_names import blocks, sortable, weighted_layers
 from residual_lab.run import build, train
 
 from test_layer_names import RESNET20_LAYERS  # noqa: E402 (tests/callbacks is on sys.path)
@@ -100,16 +100,19 @@ def test_resnet20_tags_in_network_order_only_on_logging_steps(make_cfg):
     assert sorted({s for s, _ in records}) == [1, 3]
     for step in (1, 3):
         grad = next(m for s, m in records if s == step and "grad_norm_total" in m)
-        assert list(grad) == ([f"grad_norm/{t}" for t in RESNET20_LAYERS]
-                              + [f"grad_norm_stage/{g}" for g in ("stem", "s1", "s2", "s3", "head")]
+        # TensorBoard's sortable tags (1_s1.b00.conv1): name order is network order.
+        assert list(grad) == ([f"grad_norm/{t}" for t in sortable(RESNET20_LAYERS)]
+                              + [f"grad_norm_stage/{g}" for g in ("0_stem", "1_s1", "2_s2", "3_s3", "9_head")]
                               + ["grad_norm_total"])
+        assert list(grad)[:-6] == sorted(list(grad)[:-6]) and list(grad)[1] == "grad_norm/1_s1.b00.conv1"
         block = next(m for s, m in records if s == step and "block_grad_ratio/first_over_last" in m)
-        assert list(block) == [f"block_grad/{t}" for t in RESNET20_BLOCKS] + ["block_grad_ratio/first_over_last"]
+        assert list(block) == ([f"block_grad/{t}" for t in sortable(RESNET20_BLOCKS)]
+                               + ["block_grad_ratio/first_over_last"])
         signal = next(m for s, m in records if s == step and any(k.startswith("signal/") for k in m))
         assert list(signal) == [f"signal/{k}/{t}" for k in ("rms_in", "rms_residual", "rms_out", "ratio")
-                                for t in RESNET20_BLOCKS]
+                                for t in sortable(RESNET20_BLOCKS)]
         update = next(m for s, m in records if s == step and any(k.startswith("update_ratio/") for k in m))
-        assert list(update) == [f"update_ratio/{t}" for t in RESNET20_LAYERS]
+        assert list(update) == [f"update_ratio/{t}" for t in sortable(RESNET20_LAYERS)]
         assert any(s == step and "perf/rss_mb" in m for s, m in records)
     # Hooks exist only inside logging steps: block_grad 1 pre-hook, signal 1 pre + 1 post + 1 on F(x), per block.
     assert probe.at_start == {0: 0, 1: 4 * 9, 2: 0, 3: 4 * 9, 4: 0}
@@ -238,8 +241,8 @@ def test_summary_json_and_tensorboard_end_to_end(make_cfg, tmp_path):
     assert {v["step"] for v in summary.values()} == {5}
 
     acc = EventAccumulator(str(tmp_path / "tensorboard" / "resnet-8-identity")).Reload()
-    for tag in ("grad_norm/s2.b0.conv1", "grad_norm_total", "block_grad_ratio/first_over_last",
-                "signal/ratio/s3.b0", "update_ratio/head.fc", "perf/rss_mb"):
+    for tag in ("grad_norm/2_s2.b00.conv1", "grad_norm_total", "block_grad_ratio/first_over_last",
+                "signal/ratio/3_s3.b00", "update_ratio/9_head.fc", "perf/rss_mb"):
         assert [e.step for e in acc.Scalars(tag)] == [2, 5], tag
     assert set(acc.Tags()["images"]) == {"diagnostics/grad_norm_heatmap", "diagnostics/gradient_profile"}
     assert sorted(p.name for p in (tmp_path / "diagnostics").iterdir()) == ["grad_norm_heatmap.png",

@@ -86,7 +86,8 @@ def test_vit_is_measured_at_init_and_every_n_steps_equal_to_a_hand_computation(m
     records = [(s, m) for s, m in records if m]
     # At init (step 0) and when step k (1-based) % 2 == 0, logged at x = k - 1 (like train/loss).
     assert [s for s, _ in records] == [0, 1]
-    assert list(records[0][1]) == [f"token/{k}/{t}" for k in ("var_ratio", "rank_collapse") for t in BLOCKS]
+    assert list(records[0][1]) == [f"token/{k}/1_{t.replace('b', 'b0', 1)}" for k in ("var_ratio", "rank_collapse")
+                                   for t in BLOCKS]  # TensorBoard's sortable form: token/var_ratio/1_b00.attn
     assert counter.counts == [3 * 4, 3 * 4, 0] and capture.hooks_after == 0  # 3 hooks per block, only then
     assert stats.summary()["initial"]["step"] == 0 and stats.summary()["step"] == 1
 
