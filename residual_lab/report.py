@@ -67,6 +67,9 @@ def _no_reference(key: dict) -> str:
         return f"– (data set {key.get('dataset')})"
     if key.get("protocol") != "paper":
         return f"– ({key.get('protocol')} protocol)"
+    steps = load_reference()["schedule_steps"]
+    if str(key.get("max_steps")) != str(steps):
+        return f"– ({key.get('max_steps')} steps; the paper's: {steps})"
     if key["shortcut"] == "none" and key["norm"] == "batch":
         return "– (Fig. 6 curves only)"
     return "–"

@@ -271,7 +271,8 @@ def test_reference_entries_are_the_papers_nets_with_their_statistic():
 
 
 def test_reference_matching_uses_the_mean_where_the_paper_gives_one_and_needs_the_shortcut():
-    base = {"shortcut": "identity", "norm": "batch", "width": 16, "dataset": "cifar10", "protocol": "paper"}
+    base = {"shortcut": "identity", "norm": "batch", "width": 16, "dataset": "cifar10", "protocol": "paper",
+            "max_steps": 64000}
     r110 = match_reference({**base, "depth": 110, "block": "basic"})
     assert (r110["statistic"], r110["compare"]) == ("best of 5", 6.61)  # compared with the mean of 5, not the best
     assert match_reference({**base, "depth": 110, "block": "preact"})["compare"] == 6.37
@@ -285,11 +286,24 @@ def test_reference_matching_uses_the_mean_where_the_paper_gives_one_and_needs_th
     assert match_reference({**base, "depth": 56, "block": "basic", "width": 32}) is None
 
 
+def test_a_shorter_run_gets_no_paper_number_beside_it():
+    # a 500-step run is not the paper's 64k-step experiment: no number, and the table says why
+    from residual_lab.report import _no_reference
+
+    key = {"depth": 56, "shortcut": "identity", "block": "basic", "norm": "batch", "width": 16,
+           "dataset": "cifar10-jpeg", "protocol": "paper"}
+    assert match_reference({**key, "max_steps": 64000})["test_error"] == 6.97
+    assert match_reference({**key, "max_steps": 500}) is None
+    assert match_reference(key) is None  # length not recorded: not known to be the paper's
+    assert _no_reference({**key, "max_steps": 500}) == "– (500 steps; the paper's: 64000)"
+
+
 def test_the_papers_step_count_is_what_budget_paper_composes(tmp_path):
     from tests.conftest import compose_config
 
     # the run length `budget=paper` gives a run (He et al. 2015 sec. 4.2: 64k), not a copy of it in report.py
     assert paper_steps() == compose_config("budget=paper", output_dir=tmp_path).trainer.max_steps
+    assert load_reference()["schedule_steps"] == paper_steps()  # the length a paper number needs
     assert "Not the paper's schedule" not in setup_markdown([fake_run(tmp_path, 0, 7.0, max_steps=paper_steps())])
     assert f"Not the paper's schedule** ({paper_steps()} steps" in setup_markdown([fake_run(tmp_path, 1, 7.0)])
 

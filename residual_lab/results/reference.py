@@ -2,8 +2,9 @@
 
 A paper number is set beside a run only when the run is the paper's experiment: the same
 net (depth, block, shortcut, norm, width 16), the same data set (CIFAR-10, or our JPEG copy
-of it) and the same protocol (``paper``: 50k training images, fixed schedule, final weights
-tested). A synthetic, CIFAR-100 or 45k/5k (``heldout``) run never gets one.
+of it), the same protocol (``paper``: 50k training images, fixed schedule, final weights
+tested) and the same run length (64k steps). A synthetic, CIFAR-100, 45k/5k (``heldout``) or
+shorter (``budget=cpu``) run never gets one.
 """
 
 from __future__ import annotations
@@ -37,16 +38,18 @@ def _same_dataset(entry: dict[str, Any], dataset: Any) -> bool:
 def match_reference(fields: dict[str, Any], reference: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The first reference entry for a run's fields, or None.
 
-    Matched on :data:`MATCH_KEYS`, the data set (:data:`CIFAR10_NAMES`) and width 16.
+    Matched on :data:`MATCH_KEYS`, the data set (:data:`CIFAR10_NAMES`), width 16 and
+    ``max_steps`` equal to the papers' ``schedule_steps``.
     ``fields`` must carry ``dataset`` and ``protocol`` (:func:`~residual_lab.results.loading.
     derived_fields` supplies them for old summaries); a missing one matches nothing.
     In the result, ``compare`` is the figure to set beside a mean over seeds (the paper's own
     mean where it gives one, else its single figure) and ``caveat`` is what the report must
     say beside it (None for real CIFAR-10).
     """
-    if int(fields.get("width") or 16) != 16:
+    reference = reference or load_reference()
+    if int(fields.get("width") or 16) != 16 or str(fields.get("max_steps")) != str(reference["schedule_steps"]):
         return None
-    for entry in (reference or load_reference())["entries"]:
+    for entry in reference["entries"]:
         if all(str(entry[k]) == str(fields.get(k)) for k in MATCH_KEYS) and _same_dataset(entry, fields.get("dataset")):
             return {**entry, "compare": entry.get("test_error_mean", entry["test_error"]),
                     "caveat": CIFAR10_NAMES.get(str(fields.get("dataset")))}
