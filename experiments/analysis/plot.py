@@ -3,7 +3,8 @@
     python experiments/analysis/plot.py collect signal <sweep dir>    # copy <sweep>/*/signal.json to signal/
     python experiments/analysis/plot.py collect signal <sweep dir> signal_inits
     python experiments/analysis/plot.py collect shatter <sweep dir>
-    python experiments/analysis/plot.py figures     # signal.png, signal_inits.png, shatter.png, shatter_cnn.png
+    python experiments/analysis/plot.py collect responses <analysis dirs> trained/responses   # also lesion, landscape
+    python experiments/analysis/plot.py figures     # signal.png, signal_inits.png, shatter.png, shatter_cnn.png, trained.png
 
 Per-run figures are written by ``python -m residual_lab.analyze`` itself; these overlay runs.
 """
@@ -40,7 +41,7 @@ def _rounded(x):
 
 
 def collect(name: str, sweep: Path, dest: str | None = None) -> None:
-    (HERE / (dest or name)).mkdir(exist_ok=True)
+    (HERE / (dest or name)).mkdir(parents=True, exist_ok=True)
     for path in sorted(sweep.glob(f"*/{name}.json")):
         record = json.loads(path.read_text())
         if name == "shatter":  # keep one draw's gradients: the autocorrelations are the means
@@ -137,6 +138,44 @@ def shatter_figure() -> None:
         fig.savefig(HERE / "shatter_cnn.png", dpi=80)
 
 
+def trained_figure() -> None:
+    """Plain-56 beside ResNet-56 after training: layer responses, lesions, loss landscape."""
+    def load(name: str) -> list[dict]:
+        return [json.loads(p.read_text()) for p in sorted((HERE / "trained" / name).glob("*.json"))]
+
+    responses, lesions, landscapes = load("responses"), load("lesion"), load("landscape")
+    if not (responses or lesions or landscapes):
+        return
+    label = lambda m: f"{'plain' if m['shortcut'] == 'none' else 'ResNet'}-{m['depth']}"  # noqa: E731
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    for rec in responses:
+        r = rec["result"]
+        axes[0, 0].plot(r["std"], label=label(rec["meta"]), lw=0.8)
+        axes[0, 1].plot(r["sorted_std"], label=label(rec["meta"]), lw=0.8)
+    axes[0, 0].set_title("responses: std of each layer's output (after BN), layer order", fontsize=9)
+    axes[0, 1].set_title("responses: sorted by magnitude (He et al. 2015 Fig. 7)", fontsize=9)
+    for rec in lesions:
+        r = rec["result"]
+        axes[0, 2].plot(r["single"], marker=".", lw=0.8, label=f"{label(rec['meta'])} (intact {r['base_error']:.1f} %)")
+        errors = [sum(e) / len(e) for e in r["random"]["errors"]]
+        axes[1, 0].plot(r["random"]["k"], errors, marker=".", lw=0.8, label=label(rec["meta"]))
+    axes[0, 2].set_title("lesion: test error with block i removed", fontsize=9)
+    axes[0, 2].set_xlabel("block")
+    axes[1, 0].set_title("lesion: test error with k random blocks removed (mean of draws)", fontsize=9)
+    axes[1, 0].set_xlabel("k")
+    for ax, rec in zip(axes[1, 1:], landscapes):
+        r = rec["result"]
+        c = r["coords_2d"]
+        cs = ax.contour(c, c, [[min(v, 20.0) for v in row] for row in r["loss_2d"]], levels=15, linewidths=0.8)
+        ax.clabel(cs, fontsize=6)
+        ax.set_title(f"landscape: {label(rec['meta'])} training loss (clipped at 20), "
+                     f"{r['images']} images", fontsize=9)
+    for ax in axes.flat[:4]:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(HERE / "trained.png", dpi=80)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "collect":
         collect(sys.argv[2], Path(sys.argv[3]), *sys.argv[4:5])
@@ -144,3 +183,4 @@ if __name__ == "__main__":
         signal_figure()
         inits_figure()
         shatter_figure()
+        trained_figure()
