@@ -433,7 +433,10 @@ def _resolve(node: DictConfig | ListConfig, prefix: str = "") -> Any:
     items = node.items_ex(resolve=False) if isinstance(node, DictConfig) else enumerate(node)
     out: dict | list = {} if isinstance(node, DictConfig) else []
     for key, _ in list(items):
-        full = f"{prefix}.{key}" if prefix and isinstance(node, DictConfig) else (f"{prefix}[{key}]" if prefix else str(key))
+        if isinstance(node, ListConfig):
+            full = f"{prefix}[{key}]"
+        else:
+            full = f"{prefix}.{key}" if prefix else str(key)
         try:
             value = node[key]
         except InterpolationResolutionError as err:
@@ -480,7 +483,8 @@ def _check_fields(schema: type, values: dict, prefix: str, *, closed: bool, owne
             continue  # checked as its own node
         if key not in fields:
             if closed:
-                raise UserFacingError(unknown_key_message(full, value, [f for f in fields if f not in HYDRA_KEYS], owner))
+                known = [f for f in fields if f not in HYDRA_KEYS]
+                raise UserFacingError(unknown_key_message(full, value, known, owner))
             continue
         if isinstance(value, dict) and fields[key] is not Any and dataclasses.is_dataclass(fields[key]):
             _check_fields(fields[key], value, full, closed=True, converted=converted)

@@ -196,7 +196,8 @@ def summary_line(summary: dict[str, Any]) -> str:
                                          ("best val", "best_val_error"), ("test", "test_error"))
                        if summary.get(key) is not None)
     epochs_done = f" ({summary['epochs']:.2f} epochs)" if summary.get("epochs") is not None else ""
-    return f"{summary.get('run_name')} {summary['status']} after {summary.get('steps')} steps{epochs_done}: {errors or 'no errors measured'}"
+    return (f"{summary.get('run_name')} {summary['status']} after {summary.get('steps')} steps{epochs_done}: "
+            f"{errors or 'no errors measured'}")
 
 
 def write_summary(output_dir: str | Path, fields: dict[str, Any]) -> Path:

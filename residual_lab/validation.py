@@ -52,15 +52,17 @@ def refusal(node: DictConfig, err: BaseException) -> UserFacingError:
     if isinstance(err, UserFacingError) or target.startswith(OWN_MODULES):
         return UserFacingError(message)
     path = node._get_full_key(None) or "the config"
-    keys = [k for k in node if not str(k).startswith("_")]
-    lowered = message.lower().replace(" ", "_")
+    keys = sorted((str(k) for k in node if not str(k).startswith("_")), key=len, reverse=True)
+    words = message.lower().replace(" ", "_")  # "learning rate" -> learning_rate
     aliases = {"lr": "learning_rate"}
-    named = next((k for k in sorted(keys, key=len, reverse=True)
-                  if str(k).lower() in lowered or aliases.get(str(k), "\0") in lowered
-                  or str(k).rstrip("s").lower() in lowered), None)
+    # The key the message names ("Invalid beta parameter" -> betas), else the key whose value
+    # it quotes ("No supported gpu backend" -> accelerator='gpu').
+    named = next((k for k in keys if k.lower() in words or k.lower().rstrip("s") in words
+                  or aliases.get(k, k) in words), None)
     if named is None:
-        named = next((k for k in keys if isinstance(node.get(k), (str, int, float)) and not isinstance(node.get(k), bool)
-                      and f"{node.get(k)}".lower() in message.lower().split()), None)
+        plain = {k: node.get(k) for k in keys if isinstance(node.get(k), (str, int, float))}
+        named = next((k for k, v in plain.items() if not isinstance(v, bool)
+                      and str(v).lower() in message.lower().split()), None)
     if named is not None:
         value = OmegaConf.to_container(node, resolve=True)[named]
         return UserFacingError(f"{path}.{named}={show(value)} is refused by {target}: {message}")

@@ -51,7 +51,8 @@ BAD_INPUTS = [
     (["optimizer=lion"], "unknown optimizer 'lion'; valid choices: adagrad, adam, adamw, rmsprop, sgd"),
     (["+detph=56"], "unknown config key 'detph' (set to 56); did you mean 'depth'?"),
     (["detph=56"], "unknown config key 'detph' (set to 56); did you mean 'depth'?"),
-    (["trainer.max_stpes=500"], "unknown config key 'trainer.max_stpes' (set to 500); did you mean 'trainer.max_steps'?"),
+    (["trainer.max_stpes=500"],
+     "unknown config key 'trainer.max_stpes' (set to 500); did you mean 'trainer.max_steps'?"),
     (["+trainer.fast_dev_rn=1"], "unknown config key 'trainer.fast_dev_rn' (set to 1): lightning.pytorch.Trainer "
                                  "takes no 'fast_dev_rn'; did you mean 'trainer.fast_dev_run'?"),
     (["+optimizer.momentm=0.9"], "unknown config key 'optimizer.momentm' (set to 0.9): torch.optim.SGD takes no "
@@ -99,7 +100,8 @@ def test_trainer_schema_is_lightnings_trainer_signature():
 
 def test_any_trainer_argument_is_reachable_as_trainer_name(make_cfg):
     cfg = make_cfg("trainer.detect_anomaly=true", "trainer.limit_val_batches=0.5", "trainer.max_time=00:00:10:00")
-    assert (cfg.trainer.detect_anomaly, cfg.trainer.limit_val_batches, cfg.trainer.max_time) == (True, 0.5, "00:00:10:00")
+    trainer = cfg.trainer
+    assert (trainer.detect_anomaly, trainer.limit_val_batches, trainer.max_time) == (True, 0.5, "00:00:10:00")
     validate_config(cfg)
 
 
@@ -180,7 +182,8 @@ def test_images_of_mixed_sizes_are_refused_naming_the_option(tmp_path):
         ImageFolderSource(str(root), cache_dir=str(tmp_path / "c")).load()
     assert str(err.value) == (f"image {root}/train/dog/9.png is 40x40 but {root}/train/cat/0.png is 32x32; "
                               f"set data.source.image_size=N to resize every image to N x N (e.g. 32)")
-    assert ImageFolderSource(str(root), cache_dir=str(tmp_path / "c"), image_size=32).load().train_images.shape[-1] == 32
+    resized = ImageFolderSource(str(root), cache_dir=str(tmp_path / "c"), image_size=32).load()
+    assert resized.train_images.shape[-2:] == (32, 32)
 
 
 def test_a_missing_image_folder_is_named_when_the_config_is_checked(make_cfg, tmp_path):

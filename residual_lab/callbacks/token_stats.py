@@ -103,7 +103,8 @@ class TokenStats(BlockHookCallback):
             table = torch.stack([torch.stack([values[k, i] for i in range(n)]) for k in self.KINDS])
         rows = dict(zip(self.KINDS, table.tolist()))  # the one host transfer
         step = trainer.global_step
-        self.log_metrics(trainer, {f"token/{k}/{t}": v for k, row in rows.items() for t, v in zip(self.block_tags, row)},
+        self.log_metrics(trainer, {f"token/{k}/{t}": v for k, row in rows.items()
+                                   for t, v in zip(self.block_tags, row)},
                          step)
         self.latest = {"step": step, "blocks": list(self.blocks), **rows}
         if not self.initial:
