@@ -533,8 +533,8 @@ def check_overrides(overrides: Sequence[str]) -> None:
     known = [f.name for f in dataclasses.fields(RunSchema)]
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         key = override.key_or_group
-        if override.is_add() and override.package is None and "/" not in key and "." not in key \
-                and key not in known:
+        adds = override.is_add() or override.is_force_add()  # +key=... or ++key=...
+        if adds and override.package is None and "/" not in key and "." not in key and key not in known:
             raise UserFacingError(unknown_key_message(key, override.value(), known))
 
 

@@ -51,6 +51,7 @@ BAD_INPUTS = [
     (["optimizer=lion"], "unknown optimizer 'lion'; valid choices: adagrad, adam, adamw, rmsprop, sgd"),
     (["+detph=56"], "unknown config key 'detph' (set to 56); did you mean 'depth'?"),
     (["detph=56"], "unknown config key 'detph' (set to 56); did you mean 'depth'?"),
+    (["++detph=56"], "unknown config key 'detph' (set to 56); did you mean 'depth'?"),
     (["trainer.max_stpes=500"],
      "unknown config key 'trainer.max_stpes' (set to 500); did you mean 'trainer.max_steps'?"),
     (["+trainer.fast_dev_rn=1"], "unknown config key 'trainer.fast_dev_rn' (set to 1): lightning.pytorch.Trainer "
