@@ -46,13 +46,12 @@ class BlockInputGradients(BlockHookCallback):
     def __init__(self, every_n_steps: int = 50) -> None:
         super().__init__(every_n_steps)
         self.blocks: list[str] = []
-        self._norms: dict[int, torch.Tensor] = {}
 
     def _pre_hook(self, index: int):
         def hook(module, args):
             x = args[0]
             if x.requires_grad:
-                x.register_hook(lambda g: self._norms.__setitem__(index, rms(g)))
+                x.register_hook(lambda g: self._values.__setitem__(index, rms(g)))
         return hook
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -65,9 +64,9 @@ class BlockInputGradients(BlockHookCallback):
 
     def measure(self, trainer: L.Trainer) -> torch.Tensor | None:
         """[dL/dx_l RMS..., first/last] as one device tensor, or None if not all fired."""
-        if len(self._norms) != len(self._blocks):
+        if len(self._values) != len(self._blocks):
             return None
-        norms = torch.stack([self._norms[i] for i in range(len(self._blocks))])
+        norms = torch.stack([self._values[i] for i in range(len(self._blocks))])
         scale = loss_scale(trainer)
         if scale is not None:
             norms = norms / scale
@@ -76,10 +75,10 @@ class BlockInputGradients(BlockHookCallback):
     # After backward and AMP unscaling, before clipping and the step (Lightning 2.6
     # precision plugins' `_after_closure`); the hooks have fired by now.
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
-        if not self._norms:
+        if not self._values:
             return
         values = self.measure(trainer)
-        self._norms = {}
+        self._values = {}
         if values is None:
             return
         *norms, ratio = values.tolist()  # the one host transfer
@@ -88,11 +87,3 @@ class BlockInputGradients(BlockHookCallback):
         metrics["block_grad_ratio/first_over_last"] = ratio
         self.log_metrics(trainer, metrics, step)
         self.latest = {"step": step, "blocks": list(self.blocks), "grad_norm": norms, "first_over_last": ratio}
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._remove_hooks()  # nothing survives the step, even if backward was skipped
-        self._norms = {}
-
-    def on_exception(self, trainer, pl_module, exception) -> None:
-        self._remove_hooks()
-        self._norms = {}
