@@ -168,10 +168,12 @@ def compare(a: Row, b: Row, metric: str, names: tuple[str, str]) -> Ordering:
     va, vb = a.values(metric), b.values(metric)
     numbers = (f"{names[0]} {fmt_mean_std(a.mean(metric), a.std(metric), n=len(va))} vs "
                f"{names[1]} {fmt_mean_std(b.mean(metric), b.std(metric), n=len(vb))}")
-    if len(va) < MIN_SEEDS or len(vb) < MIN_SEEDS:
-        few = min(len(va), len(vb))
-        return Ordering("unresolved", f"{numbers}: {few} seed{'s' if few != 1 else ''}, not resolved "
-                                      f"(a test needs >= {MIN_SEEDS} seeds per side)")
+    few = min(len(va), len(vb))
+    if few < MIN_SEEDS:
+        rule = f"a verdict needs >= {MIN_SEEDS} seeds per side"
+        if few >= 2:  # the test can run: its p is shown, not acted on
+            rule += f"; {TEST_NAME} at these seeds: p={welch(va, vb).p:.2g}"
+        return Ordering("unresolved", f"{numbers}: {few} seed{'s' if few != 1 else ''}, not resolved ({rule})")
     test = welch(va, vb)
     stat = f"{TEST_NAME}, p={test.p:.2g}"
     if test.p >= ALPHA:
