@@ -22,7 +22,7 @@ run: setup
 	$(PY) -m residual_lab.run $(ARGS)
 
 test: setup
-	$(PY) -m pytest -q -n auto $(ARGS)
+	$(PY) -m pytest -q -n auto --dist loadfile $(ARGS)
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow $(ARGS)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Callable
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
 import residual_lab  # noqa: F401  (registers the run_name resolver)
@@ -35,3 +37,22 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return cfg
 
     return make
+
+
+def run_cli(capsys, monkeypatch, *args: str, run_dir: Path) -> tuple[int, str]:
+    """``python -m residual_lab.run <args>`` in this process: (exit code, stdout + stderr).
+
+    What a real process would print and return, for the cost of a config composition instead
+    of a Python start-up (tests/test_run.py keeps one real process for the command line)."""
+    from residual_lab.run import main
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setattr(sys, "argv", ["residual_lab.run", *args, f"hydra.run.dir={run_dir}"])
+    GlobalHydra.instance().clear()
+    try:
+        with pytest.raises(SystemExit) as stop:
+            main()
+    finally:
+        GlobalHydra.instance().clear()
+    out = capsys.readouterr()
+    return stop.value.code, out.out + out.err

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -44,6 +45,7 @@ def test_joblib_launcher_runs_a_two_job_sweep_in_worker_processes(tmp_path):
     assert f"residual_lab: sweep finished: {sweep}" in lines[-3:]
 
 
+@pytest.mark.slow  # an optional launcher; the default suite runs a real joblib sweep above
 def test_submitit_local_launcher_runs_one_job(tmp_path):
     sweep = tmp_path / "submitit"
     multirun(sweep, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "shortcut=identity")

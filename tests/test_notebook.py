@@ -1,6 +1,6 @@
 """notebooks/analysis.ipynb through the command the README documents (``jupyter execute``).
 
-The in-process run against a fresh sweep is tests/test_report.py::test_notebook_runs_on_a_sweep.
+The in-process run against a fresh sweep is tests/test_report.py::test_notebook_runs_on_a_sweep (slow).
 """
 
 from __future__ import annotations

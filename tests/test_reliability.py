@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from residual_lab.errors import UserFacingError
 from residual_lab.run import build, load_run_config, train
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ("~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.signal", "~callbacks.update_ratio",
@@ -60,7 +61,8 @@ class _SignalAt(L.Callback):
             os.kill(os.getpid(), self.signum)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+# SIGINT from a terminal, end to end, is tests/test_interrupt.py; here it is slow.
+@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_interrupted_run_resumes_to_the_same_metrics_as_an_uninterrupted_one(make_cfg, tmp_path, signum, monkeypatch):
     overrides = (*FAST, "deterministic=true", "trainer.max_steps=24", "trainer.val_check_interval=12")
     straight = train(make_cfg(*overrides, output_dir=tmp_path / "straight"))
@@ -105,7 +107,7 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     assert failed["status"] == "failed" and "bogus" in failed["reason"]
 
 
-@pytest.mark.slow  # 60 s; tests/test_sweep_resume.py kills a real multirun in the default suite
+@pytest.mark.slow  # 60 s; tests/test_sweep_resume.py kills a real multirun too (also slow)
 def test_a_killed_sweep_job_leaves_the_others_intact_and_resumes_to_completion(tmp_path):
     """Fault injection: three jobs of a sweep as separate processes (as the joblib and
     submitit launchers run them); job 1 gets SIGKILL after its first periodic checkpoint."""
@@ -160,11 +162,11 @@ def test_subset_larger_than_the_data_is_named(make_cfg):
         train(make_cfg("data.subset=5000"))
 
 
-def test_bad_input_on_the_command_line_exits_nonzero_without_traceback(tmp_path):
-    proc = _cli("experiment=smoke", "depth=57", f"hydra.run.dir={tmp_path}")
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    assert "residual_lab: depth 57 is not 6n+2 for block=basic; nearest valid depths: 56, 62" in proc.stderr
+def test_bad_input_on_the_command_line_exits_nonzero_without_traceback(capsys, monkeypatch, tmp_path):
+    code, output = run_cli(capsys, monkeypatch, "experiment=smoke", "depth=57", run_dir=tmp_path)
+    assert code == 2
+    assert "Traceback" not in output
+    assert "residual_lab: depth 57 is not 6n+2 for block=basic; nearest valid depths: 56, 62\n" in output
     assert _summary(tmp_path)["status"] == "failed"
 
 

@@ -447,6 +447,7 @@ def test_warmup_resolvers_scale_with_the_budget():
     assert (if_at_least(110, 110, "a", "b"), if_at_least(56, 110, "a", "b")) == ("a", "b")
 
 
+@pytest.mark.slow  # the default suite runs the notebook twice in tests/test_notebook.py (records, a sweep dir)
 def test_notebook_runs_on_a_sweep(sweep, monkeypatch):
     import nbformat
     from nbclient import NotebookClient

@@ -108,6 +108,7 @@ def test_missing_cifar_stops_with_one_clear_paragraph_and_no_traceback(tmp_path)
     assert "data=imagefolder data.root=" in proc.stderr
 
 
+@pytest.mark.slow  # a real process; in-process the same message is BAD_INPUTS' optimizer=lion (tests/test_schema.py)
 def test_unknown_group_option_lists_the_available_ones(tmp_path):
     proc = _cli("optimizer=lion", f"hydra.run.dir={tmp_path}", cwd=ROOT)
     assert proc.returncode == 2

@@ -8,35 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import sys
 import typing
 from pathlib import Path
 
 import lightning
 import pytest
-from hydra.core.global_hydra import GlobalHydra
 
 from residual_lab.errors import UserFacingError
 from residual_lab.schema import TrainerSchema, check_config, config_type
 from residual_lab.validation import validate_config
+from tests.conftest import run_cli
 
 MAX_SEED = 4294967295
-
-
-def run_cli(capsys, monkeypatch, *args: str, run_dir: Path) -> tuple[int, str]:
-    """``python -m residual_lab.run <args>`` in this process: (exit code, stdout + stderr)."""
-    from residual_lab.run import main
-
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    monkeypatch.setattr(sys, "argv", ["residual_lab.run", *args, f"hydra.run.dir={run_dir}"])
-    GlobalHydra.instance().clear()
-    try:
-        with pytest.raises(SystemExit) as stop:
-            main()
-    finally:
-        GlobalHydra.instance().clear()
-    out = capsys.readouterr()
-    return stop.value.code, out.out + out.err
 
 
 # The issue's inputs first, then more of the kinds a person types.

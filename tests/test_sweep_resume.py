@@ -25,6 +25,7 @@ def _summary(d: Path) -> dict:
     return json.loads((d / "summary.json").read_text())
 
 
+@pytest.mark.slow  # ~100 s of real multirun; the default suite keeps test_plan_job_reads_each_outcome
 def test_a_sweep_launched_again_skips_resumes_and_reruns_the_right_jobs(tmp_path):
     """The real multirun command, SIGKILLed during job 1 after its first periodic checkpoint;
     job 2 (never started) is given a 'failed' summary as an earlier failure would leave."""
