@@ -185,7 +185,9 @@ def run_summary(cfg: DictConfig, trainer: Any, *, params: int, status: str, reas
         "resumed_from": resumed_from,
         "output_dir": str(cfg.paths.output_dir),
         "summary_version": SUMMARY_VERSION,
-        "diagnostics": {c.summary_key: c.summary() for c in trainer.callbacks if isinstance(c, IntervalCallback)},
+        # A diagnostic that measured nothing (token_stats on a ResNet) leaves no empty entry.
+        "diagnostics": {c.summary_key: s for c in trainer.callbacks
+                        if isinstance(c, IntervalCallback) and (s := c.summary())},
     })
 
 

@@ -230,7 +230,7 @@ def test_summary_json_and_tensorboard_end_to_end(make_cfg, tmp_path):
 
     train(make_cfg("trainer.max_steps=6", "diagnostics.every_n_steps=3"))
     summary = json.loads((tmp_path / "summary.json").read_text())["diagnostics"]
-    assert summary.pop("token_stats", {}) == {}  # a token-model diagnostic: nothing to measure in a ResNet
+    assert "token_stats" not in summary  # a token-model diagnostic measures nothing in a ResNet: no empty entry
     assert set(summary) == {"grad_norm", "block_grad", "signal", "update_ratio", "resources"}
     resnet8 = ["stem.conv", "s1.b0.conv1", "s1.b0.conv2", "s2.b0.conv1", "s2.b0.conv2",
                "s3.b0.conv1", "s3.b0.conv2", "head.fc"]

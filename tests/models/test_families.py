@@ -135,8 +135,10 @@ def test_one_step_run_writes_summary_with_the_familys_tags(make_cfg, tmp_path, f
     assert sorted(diag["grad_norm"]["stages"]) == sorted({t.split(".")[0] for t in LAYERS[family]})
     assert diag["block_grad"]["blocks"] == diag["signal"]["blocks"] == BLOCKS[family]
     assert all(v > 0 for v in diag["grad_norm"]["grad_norm"] + diag["block_grad"]["grad_norm"])
-    tokens = diag["token_stats"]
-    assert (tokens["blocks"] if family == "vit" else tokens) == (BLOCKS["vit"] if family == "vit" else {})
+    if family == "vit":
+        assert diag["token_stats"]["blocks"] == BLOCKS["vit"]
+    else:  # nothing to measure: no empty entry
+        assert "token_stats" not in diag
 
 
 @pytest.mark.parametrize("preset, model, sweep", [
