@@ -18,6 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from residual_lab.results.loading import load_scalars
+from residual_lab.results.stats import welch
 
 
 def describe(run_dir: Path) -> dict:
@@ -61,6 +62,14 @@ def main() -> None:
               f"{never(rs)} "
               f"| {fmt([r['final_train_error'] for r in rs])} | {fmt([r['test_error'] for r in rs if r['test_error'] is not None])} "
               f"| {', '.join(str(r['seed']) for r in rs)} |")
+    print()
+    for depth in sorted({d for d, _ in groups}):
+        pair = [groups.get((depth, init), []) for init in ("kaiming_fan_in", "kaiming_fan_out")]
+        values = [[r["final_train_error"] for r in rs] for rs in pair]
+        if min(map(len, values)) >= 2:
+            test = welch(*values)
+            print(f"ResNet-{depth} train error, kaiming_fan_in vs kaiming_fan_out: Welch's t-test "
+                  f"p = {test.p:.2g} (n = {len(values[0])}, {len(values[1])})")
 
 
 if __name__ == "__main__":
