@@ -16,7 +16,7 @@ Every analysis writes into its own Hydra output directory
 (``logs/analyze/<name>/<date>/<time>_<label>``, label = run name or ``trained_<run dir name>``):
 
 - ``<name>.json``: ``{"analysis": name, "meta": {...}, "result": {...}}``. ``meta`` holds the
-  net's config fields (depth, shortcut, block, width, norm, init, seed, data), ``params``,
+  net's run name and config fields (depth, shortcut, block, width, norm, init, seed, data), ``params``,
   ``trained``, ``run_dir``, ``checkpoint``, the ``options`` (the ``analyze`` node),
   ``device``, ``torch``, ``wall_time_s``; ``result`` is the probe's, schema in its module
   docstring (:mod:`residual_lab.probes.signal` ...).
@@ -105,7 +105,7 @@ def _data_node(cfg: DictConfig, run_cfg: DictConfig | None) -> DictConfig:
 
 
 def _meta(cfg: DictConfig, net: torch.nn.Module) -> dict[str, Any]:
-    return {"depth": cfg.depth, "shortcut": cfg.shortcut, "block": cfg.block, "width": cfg.width,
+    return {"run_name": str(cfg.run_name), "depth": cfg.depth, "shortcut": cfg.shortcut, "block": cfg.block, "width": cfg.width,
             "norm": cfg.norm, "init": cfg.model.get("init"), "seed": cfg.seed,
             "data": cfg.data.source._target_.rsplit(".", 1)[-1], "data_root": cfg.data.get("root"),
             "params": sum(p.numel() for p in net.parameters())}

@@ -9,7 +9,8 @@ Writes, next to the runs (or into ``--out``): ``report.md`` with a table like He
 statistic where the run is the paper's experiment), Fig. 6's orderings with a significance
 verdict each, the runs that did not complete with their step and reason, and the figures
 ``curves.png`` (Fig. 6-style, mean +- band over seeds) and ``profiles.png`` (per-layer
-gradient profiles). Several directories (sweeps run on different days, committed run
+gradient profiles), and a table per analysis (``python -m residual_lab.analyze``) whose
+records it finds under the same directories. Several directories (sweeps run on different days, committed run
 records) merge into one report. Works on a sweep still running: it reports what exists
 and lists the rest as incomplete.
 """
@@ -28,6 +29,7 @@ from omegaconf import OmegaConf
 
 from residual_lab.io import atomic_write
 from residual_lab.results import Row, aggregate, find_runs, load_reference
+from residual_lab.results.analyses import analyses_markdown, find_analyses
 from residual_lab.results.loading import Run
 from residual_lab.results.plots import curves_figure, profiles_figure
 from residual_lab.results.reference import CIFAR10_NAMES, describe
@@ -225,23 +227,11 @@ def duplicates_markdown(rows: list[Row]) -> str:
                      + [f"- `{d.path}` (seed {d.get('seed')}, {row.net})" for row, d in dups])
 
 
-def write_report(roots: str | Path | Sequence[str | Path], out: str | Path | None = None) -> Path:
-    """Build the report of every run under ``roots`` (one directory or several, merged); return report.md's path.
-
-    Several directories (seeds of one sweep run on different days, committed run records)
-    are merged into one table; ``out`` is then required.
-    """
-    roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
-    if out is None and len(roots) != 1:
-        raise ValueError("several directories need --out (where to write the merged report)")
-    out = Path(out) if out else roots[0]
-    runs = find_runs(roots)
+def runs_markdown(runs: list[Run], out: Path) -> list[str]:
+    """The report's run sections (setup, Table-6 layout, orderings, failures, curves, profiles);
+    writes the figures into ``out``."""
     rows = aggregate(runs)
-    statuses = Counter("no summary (incomplete)" if r.summary is None else r.status for r in runs)
     parts = [
-        "# Report: " + ", ".join(f"`{r}`" for r in roots),
-        "",
-        f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + ".  ",
         setup_markdown(runs),
         "",
         "## Errors (He et al. 2015 Table 6 layout)",
@@ -295,6 +285,35 @@ def write_report(roots: str | Path | Sequence[str | Path], out: str | Path | Non
     else:
         parts.append("No run recorded per-layer gradient diagnostics (summary.json `diagnostics.grad_norm` / "
                      "`diagnostics.block_grad` absent or empty): skipped.")
+    return parts
+
+
+def write_report(roots: str | Path | Sequence[str | Path], out: str | Path | None = None) -> Path:
+    """Build the report of every run under ``roots`` (one directory or several, merged); return report.md's path.
+
+    Several directories (seeds of one sweep run on different days, committed run records)
+    are merged into one table; ``out`` is then required.
+    """
+    roots = [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots]
+    if out is None and len(roots) != 1:
+        raise ValueError("several directories need --out (where to write the merged report)")
+    out = Path(out) if out else roots[0]
+    runs = find_runs(roots)
+    analyses = find_analyses(roots)
+    statuses = Counter("no summary (incomplete)" if r.summary is None else r.status for r in runs)
+    parts = [
+        "# Report: " + ", ".join(f"`{r}`" for r in roots),
+        "",
+        f"{len(runs)} runs" + (": " if runs else "") + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + ".  ",
+    ]
+    if runs or not analyses:  # a directory of analyses alone gets their tables, not empty run sections
+        parts += runs_markdown(runs, out)
+    if analyses:
+        parts += ["", "## Analyses (`python -m residual_lab.analyze`)", "",
+                  f"{len(analyses)} analysis records found under the same directories; each row a "
+                  "probe's headline numbers (the whole measurement is in the record, the figures beside it). "
+                  "`weights`: a fresh net (at init) or the trained run it was loaded from.", "",
+                  analyses_markdown(analyses, out)]
     text = "\n".join(parts) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     return atomic_write(out / REPORT_MD, lambda f: f.write(text))

@@ -8,6 +8,8 @@ measures nets. Every probe module has the same three functions:
   docstring).
 - ``figures(result) -> dict[str, Figure]``: PNGs ``<name>_<key>.png``.
 - ``scalars(result) -> dict[str, list[float]]``: TensorBoard series, one step per entry.
+- ``headline(result) -> dict[str, float]``: the few numbers ``python -m residual_lab.report``
+  puts in its row for the analysis (the rest stays in the JSON and the figures).
 
 They work on any net that lists its blocks with ``named_blocks()`` and whose blocks expose
 ``residual`` and ``shortcut`` (None for plain), the block protocol of

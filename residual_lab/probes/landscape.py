@@ -116,3 +116,12 @@ def figures(result: dict) -> dict:
 
 def scalars(result: dict) -> dict:
     return {"landscape/loss_1d": result["loss_1d"], "landscape/error_1d": result["error_1d"]}
+
+
+def headline(result: dict) -> dict:
+    """The report's row: loss and error at the weights (the line's middle point) and the
+    largest loss on the line (how steep the walls are within +-span), and what was evaluated."""
+    mid = min(range(len(result["coords_1d"])), key=lambda i: abs(result["coords_1d"][i]))
+    return {"loss at weights": result["loss_1d"][mid], "error at weights %": result["error_1d"][mid],
+            "max loss on line": max(result["loss_1d"]), "span": result["span"],
+            "grid 2-D": len(result["coords_2d"]), "images": result["images"]}

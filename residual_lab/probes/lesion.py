@@ -182,3 +182,19 @@ def scalars(result: dict) -> dict:
     rnd = result["random"]
     return {"lesion/single": result["single"],
             "lesion/random_mean": [sum(r) / len(r) for r in rnd["errors"]]}
+
+
+def headline(result: dict) -> dict:
+    """The report's row: intact error, the median and worst single-block removal (Veit et al.
+    fig. 3), and the mean error with one and with the most blocks removed (fig. 5a)."""
+    single = sorted(e for e in result["single"] if e is not None)
+    rnd = result["random"]
+    mean = lambda row: sum(row) / len(row)  # noqa: E731
+    return {"intact %": result["base_error"],
+            "one removed, median %": single[len(single) // 2] if single else None,
+            "one removed, worst %": single[-1] if single else None,
+            "removable": len(single),
+            "k=1 mean %": mean(rnd["errors"][0]) if rnd["errors"] else None,
+            "largest k": rnd["k"][-1] if rnd["k"] else None,
+            "largest k mean %": mean(rnd["errors"][-1]) if rnd["errors"] else None,
+            "images": result["images"]}

@@ -84,3 +84,10 @@ def figures(result: dict) -> dict:
 
 def scalars(result: dict) -> dict:
     return {"responses/std": result["std"], "responses/sorted_std": result["sorted_std"]}
+
+
+def headline(result: dict) -> dict:
+    """The report's row: He et al.'s Fig. 7 in three numbers (mean, largest, smallest std)."""
+    std = result["std"]
+    return {"layers": len(std), "mean std": sum(std) / len(std), "max std": max(std),
+            "min std": min(std), "images": result["images"]}

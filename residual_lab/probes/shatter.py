@@ -201,3 +201,17 @@ def scalars(result: dict) -> dict:
     if result["cnn"]:
         out["shatter/cnn/gradient"] = result["cnn"]["gradient"]
     return out
+
+
+def headline(result: dict) -> dict:
+    """The report's row: the correlation length (input distance where the gradient's
+    autocorrelation drops below 0.5) of the plain and residual FC nets at the shallowest and
+    deepest depth measured, and of the CNN along its image line if measured."""
+    out = {}
+    for kind, by_depth in result["fc"].items():
+        depths = sorted(by_depth, key=int)
+        for d in dict.fromkeys((depths[0], depths[-1])):
+            out[f"{kind}-{d} corr. length"] = by_depth[d]["corr_length"]
+    if result["cnn"]:
+        out["CNN corr. length (t)"] = result["cnn"]["corr_length"]
+    return out

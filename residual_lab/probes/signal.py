@@ -94,3 +94,11 @@ def figures(result: dict) -> dict:
 
 def scalars(result: dict) -> dict:
     return {f"signal/{k}": result[k] for k in KEYS}
+
+
+def headline(result: dict) -> dict:
+    """The report's row: first and last block's variance, the last block's squared mean, the
+    input-gradient RMS at the first and last block (their ratio is the vanishing), the loss."""
+    return {"var first": result["var"][0], "var last": result["var"][-1],
+            "mean² last": result["mean_sq"][-1], "grad RMS first": result["grad_rms"][0],
+            "grad RMS last": result["grad_rms"][-1], "loss": result["loss"]}

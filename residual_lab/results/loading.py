@@ -27,6 +27,7 @@ from typing import Any, Sequence
 from omegaconf import OmegaConf
 
 import residual_lab  # noqa: F401  (registers the resolvers run_name needs)
+from residual_lab.results.analyses import is_analysis_dir
 from residual_lab.summary import SUMMARY_FILE, upgrade
 
 #: Status given to a run directory without summary.json (killed, or still running).
@@ -104,7 +105,10 @@ def _natural_key(path: Path) -> list:
 
 
 def _is_run_dir(path: Path) -> bool:
-    return (path / SUMMARY_FILE).is_file() or (path / ".hydra" / "config.yaml").is_file()
+    """A training run's directory: summary.json, or a saved config that is not an analysis'."""
+    if (path / SUMMARY_FILE).is_file():
+        return True
+    return (path / ".hydra" / "config.yaml").is_file() and not is_analysis_dir(path)
 
 
 def _config_fields(path: Path) -> dict[str, Any]:

@@ -78,3 +78,39 @@ def test_analysis_of_a_run_uses_its_net_and_data(tmp_path):
     assert saved["meta"]["trained"] and saved["meta"]["shortcut"] == "projection"
     assert saved["meta"]["checkpoint"].endswith("last.ckpt") and saved["result"]["images"] == 16
     assert (out / "responses.json").exists() and (out / "responses_std.png").exists()
+
+
+def test_report_lists_the_analyses_it_finds_and_not_as_runs(tmp_path):
+    """An analysis output directory (``.hydra/config.yaml`` with the analyze node, <name>.json,
+    figures) under the report's directory: a table row with the probe's headline numbers and
+    a working link to each figure; it is not counted as an incomplete run."""
+    from residual_lab.report import write_report
+
+    out = tmp_path / "analyses" / "0_plain-8"
+    cfg = _compose("signal", "analyze.batch_size=8", "shortcut=none", out=out)
+    record = analyze(cfg)
+    (out / ".hydra").mkdir()
+    OmegaConf.save(cfg, out / ".hydra" / "config.yaml")  # as Hydra leaves it
+    report = write_report(tmp_path / "analyses", out=tmp_path / "report").read_text()
+
+    assert report.splitlines()[2] == "0 runs.  "
+    assert "## Analyses" in report and "### `signal`" in report
+    row = next(line for line in report.splitlines() if line.startswith("| plain-8-w4 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    res = record["result"]
+    assert cells[:4] == ["plain-8-w4", "kaiming_fan_in", "at init", "0"]
+    assert cells[4:10] == [f"{v:.4g}" for v in (res["var"][0], res["var"][-1], res["mean_sq"][-1],
+                                                 res["grad_rms"][0], res["grad_rms"][-1], res["loss"])]
+    link = cells[10].split("(")[1].rstrip(")")
+    assert (tmp_path / "report" / link).resolve() == (out / "signal_plot.png").resolve()
+
+
+def test_lesion_headline_is_the_median_and_worst_single_removal():
+    from residual_lab.probes import lesion
+
+    result = {"base_error": 12.0, "single": [10.0, None, 30.0, 20.0, 50.0], "images": 100,
+              "random": {"k": [1, 2, 3], "errors": [[14.0, 16.0], [20.0, 30.0], [90.0]]}}
+    head = lesion.headline(result)
+    assert head == {"intact %": 12.0, "one removed, median %": 30.0, "one removed, worst %": 50.0,
+                    "removable": 4, "k=1 mean %": 15.0, "largest k": 3, "largest k mean %": 90.0,
+                    "images": 100}
