@@ -26,13 +26,18 @@ def compose_config(*overrides: str, output_dir: Path) -> DictConfig:
 
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
-    """``make_cfg(*overrides)``: the smoke experiment (synthetic data, CPU, 40 steps) + overrides."""
+    """``make_cfg(*overrides)``: the smoke experiment (synthetic data, CPU, 40 steps) + overrides.
 
-    def make(*overrides: str, output_dir: Path | None = None) -> DictConfig:
+    Without the diagnostic figures unless ``figures=True``: drawing them is most of a tiny
+    run's cost, and only the tests of the figures look at them."""
+
+    def make(*overrides: str, output_dir: Path | None = None, figures: bool = False) -> DictConfig:
         cfg = compose_config("experiment=smoke", *overrides, output_dir=output_dir or tmp_path)
         with open_dict(cfg):  # no progress bar in test logs
             if cfg.get("callbacks"):
                 cfg.callbacks.pop("progress_bar", None)
+                if not figures:
+                    cfg.callbacks.pop("diagnostic_figures", None)
             cfg.trainer.enable_progress_bar = False
         return cfg
 

@@ -25,7 +25,7 @@ NAMES = ["plain-8", "resnet-8-identity", "plain-14", "resnet-14-identity"]
 TINY = ["experiment=smoke", "trainer.max_steps=10", "trainer.val_check_interval=5",
         "trainer.check_val_every_n_epoch=null", "trainer.log_every_n_steps=5", "diagnostics.every_n_steps=5",
         "data.source.num_train=448", "data.source.num_test=128", "data.val_size=128", "data.eval_batch_size=128",
-        "trainer.enable_progress_bar=false", "~callbacks.progress_bar"]
+        "trainer.enable_progress_bar=false", "~callbacks.progress_bar", "~callbacks.diagnostic_figures"]
 
 
 def run_sweep(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:

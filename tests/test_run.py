@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_smoke_experiment_trains_well_below_chance_and_writes_its_outputs(make_cfg, tmp_path):
-    summary = train(make_cfg("trainer.max_steps=60"))
+    summary = train(make_cfg("trainer.max_steps=60", figures=True))
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["status"] == "completed"
     assert on_disk["steps"] == 60 and on_disk["depth"] == 8 and on_disk["params"] == 75_290

@@ -11,6 +11,7 @@ from typing import Sequence
 
 import lightning as L
 import matplotlib
+import matplotlib.image
 
 matplotlib.use("Agg")  # headless: no display on training machines
 import numpy as np  # noqa: E402
@@ -133,12 +134,13 @@ class DiagnosticFigures(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
+        tensorboards = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if not tensorboards and self.save_dir is None:
+            return
         for name, fig in self.figures(trainer).items():
-            tensorboards = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-            if tensorboards:
-                image = render(fig)
-                for lg in tensorboards:
-                    lg.experiment.add_image(f"diagnostics/{name}", image, trainer.global_step, dataformats="HWC")
+            image = render(fig)  # drawn once: drawing, not encoding, is what a figure costs
+            for lg in tensorboards:
+                lg.experiment.add_image(f"diagnostics/{name}", image, trainer.global_step, dataformats="HWC")
             if self.save_dir is not None:
                 self.save_dir.mkdir(parents=True, exist_ok=True)
-                fig.savefig(self.save_dir / f"{name}.png")
+                matplotlib.image.imsave(self.save_dir / f"{name}.png", image)

@@ -225,10 +225,15 @@ def test_block_grad_reads_a_flat_per_element_gradient_as_ratio_one():
     assert callback.latest["grad_norm"] == [0.5, 0.5]  # RMS, the unit of block_grad/<block>
 
 
-def test_summary_json_and_tensorboard_end_to_end(make_cfg, tmp_path):
+def test_summary_json_and_tensorboard_end_to_end(make_cfg, tmp_path, monkeypatch):
+    import matplotlib.image
+    from matplotlib.figure import Figure
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    train(make_cfg("trainer.max_steps=6", "diagnostics.every_n_steps=3"))
+    draws = []
+    figure_draw = Figure.draw
+    monkeypatch.setattr(Figure, "draw", lambda self, renderer: draws.append(1) or figure_draw(self, renderer))
+    train(make_cfg("trainer.max_steps=6", "diagnostics.every_n_steps=3", figures=True))
     summary = json.loads((tmp_path / "summary.json").read_text())["diagnostics"]
     assert "token_stats" not in summary  # a token-model diagnostic measures nothing in a ResNet: no empty entry
     assert set(summary) == {"grad_norm", "block_grad", "signal", "update_ratio", "resources"}
@@ -245,5 +250,10 @@ def test_summary_json_and_tensorboard_end_to_end(make_cfg, tmp_path):
                 "signal/ratio/3_s3.b00", "update_ratio/9_head.fc", "perf/rss_mb"):
         assert [e.step for e in acc.Scalars(tag)] == [2, 5], tag
     assert set(acc.Tags()["images"]) == {"diagnostics/grad_norm_heatmap", "diagnostics/gradient_profile"}
+    # each figure is drawn once per validation: the PNG is the TensorBoard image, not a second drawing
+    images = acc.Images("diagnostics/gradient_profile")
+    assert len(draws) == 2 * len(images) == 2 * len(acc.Images("diagnostics/grad_norm_heatmap"))
+    png = matplotlib.image.imread(tmp_path / "diagnostics" / "gradient_profile.png")
+    assert png.shape[:2] == (images[-1].height, images[-1].width)
     assert sorted(p.name for p in (tmp_path / "diagnostics").iterdir()) == ["grad_norm_heatmap.png",
                                                                             "gradient_profile.png"]
