@@ -17,6 +17,7 @@ from residual_lab.results.loading import RECORD_TAGS, load_run, load_scalars
 from residual_lab.results.plots import curves_figure, profile
 from residual_lab.results.stats import t_two_sided_p, welch
 from residual_lab.report import PROTOCOLS, paper_steps, setup_markdown, table_markdown, verdicts_markdown, write_report
+from residual_lab.report import main as report_main
 from residual_lab.resolvers import if_at_least, scale_steps
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,7 +157,12 @@ def test_diverged_run_is_flagged_with_its_step_and_reason_not_averaged(copy_of):
 def test_a_really_diverged_run_is_listed_with_its_status_and_step(copy_of):
     # lr 1e6 without normalisation: the loss is non-finite within a few steps; run.py stops the
     # run, writes status `diverged` and exits 0 so a sweep would go on.
-    run_sweep(copy_of / "diverged", "depth=8", "shortcut=none", "norm=none", "optimizer.lr=1e6")
+    from residual_lab.run import train
+    from tests.conftest import compose_config
+
+    cfg = compose_config(*TINY, "depth=8", "shortcut=none", "norm=none", "optimizer.lr=1e6",
+                         output_dir=copy_of / "diverged" / "0_plain-8-norm_none")
+    assert train(cfg)["status"] == "diverged"  # no exception: a sweep goes on (exit 0: tests/test_reliability.py)
     (diverged,) = find_runs(copy_of / "diverged")
     assert diverged.status == "diverged" and diverged.summary["steps"] < 10
     report = write_report(copy_of).read_text()
@@ -171,14 +177,19 @@ def test_report_on_a_single_run_directory(sweep, tmp_path):
     assert len(table_lines(report)) == 1 and "1 runs: 1 completed." in report
 
 
-def test_report_cli_prints_the_report_and_fails_cleanly_on_a_missing_dir(sweep, tmp_path):
+def report_cli(capsys, *args) -> tuple[int, str, str]:
+    """``python -m residual_lab.report <args>`` in this process: (exit code, stdout, stderr)."""
+    code = report_main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_report_cli_prints_the_report_and_fails_cleanly_on_a_missing_dir(sweep, tmp_path, capsys):
     out = tmp_path / "out"
-    ok = subprocess.run([sys.executable, "-m", "residual_lab.report", str(sweep), "--out", str(out)],
-                        capture_output=True, text=True, cwd=ROOT)
-    assert ok.returncode == 0 and ok.stdout == (out / "report.md").read_text()
-    bad = subprocess.run([sys.executable, "-m", "residual_lab.report", str(tmp_path / "nope")],
-                         capture_output=True, text=True, cwd=ROOT)
-    assert bad.returncode == 2 and "no such directory" in bad.stderr
+    code, stdout, _ = report_cli(capsys, sweep, "--out", out)
+    assert code == 0 and stdout == (out / "report.md").read_text()
+    code, _, stderr = report_cli(capsys, tmp_path / "nope")
+    assert code == 2 and "no such directory" in stderr
 
 
 def fake_run(tmp_path: Path, seed: int, test_error: float, **fields) -> Run:
@@ -385,12 +396,11 @@ def copy_with_seed(sweep: Path, dst: Path, seed: int, shift: float) -> Path:
     return dst
 
 
-def test_several_sweep_dirs_merge_into_one_report(sweep, tmp_path):
+def test_several_sweep_dirs_merge_into_one_report(sweep, tmp_path, capsys):
     second = copy_with_seed(sweep, tmp_path / "day2", seed=1, shift=1.0)
     out = tmp_path / "merged"
-    ok = subprocess.run([sys.executable, "-m", "residual_lab.report", str(sweep), str(second), "--out", str(out)],
-                        capture_output=True, text=True, cwd=ROOT)
-    assert ok.returncode == 0, ok.stderr
+    code, _, stderr = report_cli(capsys, sweep, second, "--out", out)
+    assert code == 0, stderr
     report = (out / "report.md").read_text()
     assert f"# Report: `{sweep}`, `{second}`" in report and "8 runs: 8 completed." in report
     rows = table_lines(report)
@@ -411,9 +421,8 @@ def test_several_sweep_dirs_merge_into_one_report(sweep, tmp_path):
     fig = curves_figure(find_runs([sweep, second]))
     bands = [c for ax in fig.axes for c in ax.collections if isinstance(c, PolyCollection)]
     assert len(bands) == 4 * 2  # train and val error bands of 4 experiments
-    no_out = subprocess.run([sys.executable, "-m", "residual_lab.report", str(sweep), str(second)],
-                            capture_output=True, text=True, cwd=ROOT)
-    assert no_out.returncode == 2 and "need --out" in no_out.stderr
+    code, _, stderr = report_cli(capsys, sweep, second)
+    assert code == 2 and "need --out" in stderr
 
 
 def test_run_records_round_trip(sweep, tmp_path):
