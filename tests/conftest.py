@@ -54,10 +54,12 @@ def run_cli(capsys, monkeypatch, *args: str, run_dir: Path) -> tuple[int, str]:
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     monkeypatch.setattr(sys, "argv", ["residual_lab.run", *args, f"hydra.run.dir={run_dir}"])
     GlobalHydra.instance().clear()
+    code = 0  # Hydra's main returns when the run (or every job of a sweep) has ended normally
     try:
-        with pytest.raises(SystemExit) as stop:
-            main()
+        main()
+    except SystemExit as stop:
+        code = stop.code or 0
     finally:
         GlobalHydra.instance().clear()
     out = capsys.readouterr()
-    return stop.value.code, out.out + out.err
+    return code, out.out + out.err
