@@ -37,12 +37,30 @@ def test_smoke_experiment_trains_well_below_chance_and_writes_its_outputs(make_c
     assert len(list((tmp_path / "checkpoints").glob("best-step*.ckpt"))) == 1
 
 
-def test_logged_scalars_have_the_documented_names(make_cfg, tmp_path):
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> tuple[dict, Path]:
+    """One 40-step smoke run shared by the tests that only read what it logged: its summary
+    and output directory. ``model_checkpoint.mode=max`` makes the step-20 checkpoint "best"
+    (the net improves), so the tested checkpoint's train window (steps 10-19) is not the
+    final one (steps 30-39)."""
+    from tests.conftest import compose_config
+
+    out = tmp_path_factory.mktemp("smoke")
+    cfg = compose_config("experiment=smoke", "callbacks.model_checkpoint.mode=max", "~callbacks.diagnostic_figures",
+                         "~callbacks.progress_bar", "trainer.enable_progress_bar=false", output_dir=out)
+    return train(cfg), out
+
+
+def _scalars(run_dir: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    train(make_cfg("callbacks=none"))
-    acc = EventAccumulator(str(tmp_path / "tensorboard" / "resnet-8-identity"))
+    acc = EventAccumulator(str(run_dir / "tensorboard" / "resnet-8-identity"))
     acc.Reload()
+    return acc
+
+
+def test_logged_scalars_have_the_documented_names(smoke_run):
+    acc = _scalars(smoke_run[1])
     tags = set(acc.Tags()["scalars"])
     for tag in ("train/loss", "train/error", "val/loss", "val/error", "val/accuracy", "val/recall",
                 "val/f1", "test/error", "test/loss", "test/accuracy", "test/recall", "test/f1"):
@@ -51,18 +69,12 @@ def test_logged_scalars_have_the_documented_names(make_cfg, tmp_path):
     assert steps == [9, 19, 29, 39]  # every log_every_n_steps=10 optimizer steps (0-based)
 
 
-def test_summary_train_error_is_the_final_window_not_the_tested_checkpoints(make_cfg, tmp_path):
+def test_summary_train_error_is_the_final_window_not_the_tested_checkpoints(smoke_run):
     """Testing loads the best-val checkpoint, which carries the train window of its own step;
     summary.json must still report the window of the final step."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    # mode=max makes the step-20 checkpoint "best" (the net improves), so the tested
-    # checkpoint's window (steps 10-19) is not the final one (steps 30-39).
-    summary = train(make_cfg("callbacks.model_checkpoint.mode=max"))
+    summary, run_dir = smoke_run
     assert Path(summary["best_checkpoint"]).name == "best-step20.ckpt"
-    acc = EventAccumulator(str(tmp_path / "tensorboard" / "resnet-8-identity"))
-    acc.Reload()
-    logged = {e.step: e.value for e in acc.Scalars("train/error")}
+    logged = {e.step: e.value for e in _scalars(run_dir).Scalars("train/error")}
     assert logged[19] != pytest.approx(logged[39], abs=1e-3)  # the two windows differ
     assert summary["train_error"] == pytest.approx(logged[39], abs=0.005)  # summary.json rounds to 0.01
 
