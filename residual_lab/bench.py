@@ -1,6 +1,6 @@
 """Training throughput: a typical hand-written CIFAR loop against residual_lab's own pipeline.
 
-    python -m residual_lab.bench depth=56 shortcut=identity data=imagefolder data.root=/tmp/cifar10-jpeg
+    python -m residual_lab.bench depth=56 shortcut=identity data=imagefolder data.root=<copy>
     python -m residual_lab.bench ... trainer.precision=bf16-mixed --peak-gflops 400
 
 Three variants, measured in one process and interleaved round by round (order rotated), so

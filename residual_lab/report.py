@@ -1,7 +1,7 @@
 """Read a run or a sweep without opening TensorBoard: ``report.md`` and PNG figures.
 
     python -m residual_lab.report logs/multiruns/2026-11-23/10-36-00
-    python -m residual_lab.report /work/runs/fig6_seed0 /work/runs/fig6_seed12 --out experiments/fig6
+    python -m residual_lab.report <sweep dir, seed 0> <sweep dir, seeds 1-2> --out experiments/fig6
     python -m residual_lab.report experiments/fig6/runs --out experiments/fig6
 
 Writes, next to the runs (or into ``--out``): ``report.md`` with a table like He et al.

@@ -16,7 +16,7 @@ Then three comparisons of scale:
   clearly above the second.
 
     .venv/bin/python experiments/performance_cpu/bf16_gradient_parity.py \
-        --checkpoint <run>/checkpoints/last.ckpt --root /tmp/cifar10-jpeg --batches 8
+        --checkpoint <run>/checkpoints/last.ckpt --root <copy> --batches 8
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ moves the 500-step training error. Takes the same overrides as ``python -m resid
 
     .venv/bin/python experiments/performance_cpu/run_bn_fp32.py -m depth=56 shortcut=identity \
         budget=cpu scheduler.warmup_mode=linear scheduler.warmup_steps=200 \
-        data=imagefolder data.root=/tmp/cifar10-jpeg seed=0,1 trainer.precision=bf16-mixed
+        data=imagefolder data.root=<copy> seed=0,1 trainer.precision=bf16-mixed
 """
 
 import torch
