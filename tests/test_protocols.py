@@ -16,13 +16,13 @@ FAST = ("~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.signal", "~
 
 
 def test_paper_protocol_trains_on_every_training_image_and_tests_the_final_weights(make_cfg, tmp_path):
-    summary = train(make_cfg(*FAST, "protocol=paper", "trainer.max_steps=20"))
+    summary = train(make_cfg(*FAST, "protocol=paper", "trainer.max_steps=6", "data.batch_size=16"))
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["protocol"] == summary["protocol"] == "paper"
     assert on_disk["tested_checkpoint"] == "final" and on_disk["best_checkpoint"] is None
     assert on_disk["val_error"] is None and on_disk["test_error"] is not None
     assert not list((tmp_path / "checkpoints").glob("best-step*.ckpt"))
-    assert on_disk["steps"] == 20
+    assert on_disk["steps"] == 6
     # Every one of the 2048 synthetic training images trains; none is held out.
     for protocol, n_train in (("paper", 2048), ("heldout", 2048 - 256)):
         _, datamodule, _ = build(make_cfg(f"protocol={protocol}"))
@@ -31,7 +31,7 @@ def test_paper_protocol_trains_on_every_training_image_and_tests_the_final_weigh
 
 
 def test_heldout_protocol_is_the_default_and_tests_the_best_validation_checkpoint(make_cfg, tmp_path):
-    summary = train(make_cfg(*FAST, "trainer.max_steps=20", "trainer.val_check_interval=10"))
+    summary = train(make_cfg(*FAST, "trainer.max_steps=6", "trainer.val_check_interval=3", "data.batch_size=16"))
     assert summary["protocol"] == "heldout" and summary["tested_checkpoint"] == "best-val"
     assert summary["dataset"] == "synthetic"
     assert Path(summary["best_checkpoint"]).name.startswith("best-step")
@@ -69,21 +69,21 @@ def _lrs(run_dir: Path) -> dict[int, float]:
 
 
 def test_extending_a_finished_run_continues_its_lr_schedule(make_cfg, tmp_path):
-    # A 20-step run divides lr 0.1 by 10 at steps 10 and 15 (milestones 0.5, 0.75). Extended to
-    # 40 steps it must go on at 0.001, not lay the milestones out again at 20 and 30 (which
-    # would put the lr back to 0.01 at step 20).
-    cfg = make_cfg(*FAST, "trainer.max_steps=20", "trainer.log_every_n_steps=1")
+    # An 8-step run divides lr 0.1 by 10 at steps 4 and 6 (milestones 0.5, 0.75). Extended to
+    # 16 steps it must go on at 0.001, not lay the milestones out again at 8 and 12 (which
+    # would put the lr back to 0.01 at step 8).
+    cfg = make_cfg(*FAST, "trainer.max_steps=8", "trainer.log_every_n_steps=1", "data.batch_size=16")
     (tmp_path / ".hydra").mkdir()
     OmegaConf.save(cfg, tmp_path / ".hydra" / "config.yaml")
     train(cfg)
-    extended = load_run_config(tmp_path, ["trainer.max_steps=40"])
-    assert extended.task.schedule_steps == 20
+    extended = load_run_config(tmp_path, ["trainer.max_steps=16"])
+    assert extended.task.schedule_steps == 8
     summary = train(extended, resume=True)
-    assert summary["status"] == "completed" and summary["steps"] == 40
+    assert summary["status"] == "completed" and summary["steps"] == 16
     lrs = _lrs(tmp_path)
-    assert lrs[5] == pytest.approx(0.1) and lrs[12] == pytest.approx(0.01)
-    later = {s: v for s, v in lrs.items() if s >= 16}
-    assert max(later) >= 39 and len(later) >= 20
+    assert lrs[2] == pytest.approx(0.1) and lrs[5] == pytest.approx(0.01)
+    later = {s: v for s, v in lrs.items() if s >= 7}
+    assert max(later) >= 15 and len(later) >= 8
     assert all(v == pytest.approx(0.001) for v in later.values()), later
 
 
