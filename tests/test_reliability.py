@@ -64,7 +64,7 @@ class _SignalAt(L.Callback):
 # SIGINT from a terminal, end to end, is tests/test_interrupt.py; here it is slow.
 @pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_interrupted_run_resumes_to_the_same_metrics_as_an_uninterrupted_one(make_cfg, tmp_path, signum, monkeypatch):
-    overrides = (*FAST, "deterministic=true", "trainer.max_steps=24", "trainer.val_check_interval=12")
+    overrides = (*FAST, "deterministic=true", "trainer.max_steps=24", "trainer.val_check_interval=12", "data.batch_size=16")
     straight = train(make_cfg(*overrides, output_dir=tmp_path / "straight"))
 
     cfg = make_cfg(*overrides, output_dir=tmp_path / "cut")
@@ -74,7 +74,7 @@ def test_interrupted_run_resumes_to_the_same_metrics_as_an_uninterrupted_one(mak
 
     real_build = run_module.build
     monkeypatch.setattr(run_module, "build", lambda c, extra_callbacks=(): real_build(
-        c, extra_callbacks=[_SignalAt(13, signum), *extra_callbacks]))  # mid-epoch (28 batches/epoch)
+        c, extra_callbacks=[_SignalAt(13, signum), *extra_callbacks]))  # mid-epoch (112 batches/epoch)
     cut = train(cfg)
     assert cut["status"] == "interrupted" and cut["steps"] == 13
     assert (tmp_path / "cut" / "checkpoints" / "interrupted.ckpt").exists()
@@ -90,7 +90,7 @@ def test_interrupted_run_resumes_to_the_same_metrics_as_an_uninterrupted_one(mak
 
 
 def test_deterministic_runs_repeat_exactly(make_cfg, tmp_path):
-    short = (*FAST, "deterministic=true", "trainer.max_steps=8", "trainer.val_check_interval=4")
+    short = (*FAST, "deterministic=true", "trainer.max_steps=8", "trainer.val_check_interval=4", "data.batch_size=16")
     a = train(make_cfg(*short, output_dir=tmp_path / "a"))
     b = train(make_cfg(*short, output_dir=tmp_path / "b"))
     assert a["val_error"] is not None and a["test_error"] is not None  # every compared number exists
