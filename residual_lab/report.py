@@ -34,7 +34,7 @@ from residual_lab.results.loading import Run
 from residual_lab.results.plots import curves_figure, profiles_figure
 from residual_lab.results.reference import CIFAR10_NAMES, describe
 from residual_lab.results.stats import ALPHA, MIN_SEEDS, TEST_NAME
-from residual_lab.results.tables import compare
+from residual_lab.results.tables import GROUP_FIELDS, NET_FIELDS, compare
 
 CURVES_PNG, PROFILES_PNG, REPORT_MD = "curves.png", "profiles.png", "report.md"
 #: What each protocol's test error is (summary.json ``protocol``; conf/ names them).
@@ -175,8 +175,11 @@ def problems_markdown(runs: list[Run]) -> str:
     bad = [r for r in runs if r.status != "completed"]
     if not bad:
         return "All runs completed."
+    # What tells runs of the same net apart (init, lr, ...), as the errors table's label does.
+    differ = [k for k in GROUP_FIELDS if k not in NET_FIELDS and len({repr(r.get(k)) for r in runs if r.summary}) > 1]
     lines = ["| run | seed | status | step | reason | directory |", "|---|---|---|---|---|---|"]
     for r in bad:
+        name = r.name + (f" ({', '.join(f'{k}={r.get(k)}' for k in differ)})" if differ and r.summary else "")
         if r.summary is None:
             status, step, reason = "no summary (incomplete)", "–", "no summary.json: killed or still running"
         else:
@@ -184,7 +187,7 @@ def problems_markdown(runs: list[Run]) -> str:
             step = r.summary.get("steps", "–")
             reason = r.summary.get("reason") or r.summary.get("error") or "–"  # run.py writes `reason`
         reason = str(reason).replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {r.name} | {r.get('seed', '–')} | {status} | {step} | {reason} | `{r.path.name}` |")
+        lines.append(f"| {name} | {r.get('seed', '–')} | {status} | {step} | {reason} | `{r.path.name}` |")
     return "\n".join(lines)
 
 

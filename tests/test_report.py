@@ -166,7 +166,7 @@ def test_a_really_diverged_run_is_listed_with_its_status_and_step(copy_of):
     (diverged,) = find_runs(copy_of / "diverged")
     assert diverged.status == "diverged" and diverged.summary["steps"] < 10
     report = write_report(copy_of).read_text()
-    assert f"| plain-8-norm_none | 0 | diverged | {diverged.summary['steps']} | training loss became" in report
+    assert f"| plain-8-norm_none (lr={diverged.summary['lr']}) | 0 | diverged | {diverged.summary['steps']} | training loss became" in report
     assert "5 runs: 4 completed, 1 diverged." in report and len(table_lines(report)) == 4
 
 
@@ -205,6 +205,18 @@ def fake_run(tmp_path: Path, seed: int, test_error: float, **fields) -> Run:
     path.mkdir(parents=True)
     (path / "summary.json").write_text(json.dumps(summary))
     return load_run(path)
+
+
+def test_runs_that_did_not_complete_say_what_tells_them_apart(tmp_path):
+    """Two diverged runs of one net (ResNet-110 without BN, two inits): each row names its init."""
+    from residual_lab.report import problems_markdown
+
+    runs = [fake_run(tmp_path, 0, None, init="kaiming_fan_in", status="diverged", steps=2),
+            fake_run(tmp_path, 0, None, init="rezero", status="diverged", steps=247),
+            fake_run(tmp_path, 0, 61.6, init="skipinit")]
+    rows = problems_markdown(runs).splitlines()[2:]
+    assert [cells(r)[:4] for r in rows] == [["resnet-56-identity (init=kaiming_fan_in)", "0", "diverged", "2"],
+                                            ["resnet-56-identity (init=rezero)", "0", "diverged", "247"]]
 
 
 def test_seeds_are_averaged_mean_and_sample_std_against_the_paper(tmp_path):
