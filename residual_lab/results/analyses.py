@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from residual_lab.naming import run_name
+from residual_lab.summary import SUMMARY_FILE
 
 #: Subdirectories never searched (event files, weights, Hydra's own copies of the config).
 _SKIP = {"tensorboard", "checkpoints", ".hydra"}
@@ -84,7 +85,7 @@ def find_analyses(roots: Sequence[str | Path]) -> list[AnalysisRecord]:
     for root in map(Path, roots):
         files = [root] if root.is_file() else sorted(
             p for p in root.rglob("*.json")
-            if p.name != "summary.json" and not _SKIP & set(p.relative_to(root).parts[:-1]))
+            if p.name != SUMMARY_FILE and not _SKIP & set(p.relative_to(root).parts[:-1]))
         for f in files:
             if f.resolve() not in found and (rec := load_analysis(f)) is not None:
                 found[f.resolve()] = rec
