@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -15,7 +16,15 @@ from omegaconf import DictConfig, open_dict
 import residual_lab  # noqa: F401  (registers the run_name resolver)
 from residual_lab.run import CONFIG_DIR
 
-torch.set_num_threads(2)
+# Under pytest-xdist (`make test`: one worker per core) every worker, and every process a test
+# starts (OMP_NUM_THREADS is read when torch is imported), gets one intra-op thread: two workers
+# with two threads each on two cores spend their time in thread hand-offs (tests/probes/conftest.py
+# measured 10x on tiny nets). Alone, a test process keeps two threads.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(2)
 
 
 def compose_config(*overrides: str, output_dir: Path) -> DictConfig:

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from residual_lab.run import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["experiment=smoke", "depth=8", "trainer.max_steps=4", "trainer.log_every_n_steps=2",
+TINY = ["experiment=smoke", "depth=8", "data.source.image_size=8", "trainer.max_steps=4", "trainer.log_every_n_steps=2",
         "trainer.val_check_interval=4", "trainer.check_val_every_n_epoch=null", "trainer.enable_progress_bar=false",
         "callbacks=none", "data.source.num_train=384", "data.source.num_test=128", "data.val_size=128",
         "data.eval_batch_size=128"]

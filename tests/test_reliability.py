@@ -20,8 +20,9 @@ from residual_lab.run import build, load_run_config, train
 from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Without the diagnostics, on 8x8 synthetic images: what these tests check does not depend on either.
 FAST = ("~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.signal", "~callbacks.update_ratio",
-        "~callbacks.diagnostic_figures", "~callbacks.resources")
+        "~callbacks.diagnostic_figures", "~callbacks.resources", "data.source.image_size=8")
 
 
 def _summary(d: Path) -> dict:
