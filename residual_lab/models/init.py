@@ -23,8 +23,12 @@ branch is a zeroed signal path:
   ``gate`` at the end of every residual branch, initialised at 0; the rest is
   ``kaiming_fan_in``.
 - ``rezero`` (Bachlechner et al. 2020, "ReZero is All You Need", arXiv:2003.04887,
-  eq. 5 and table 1): ``x + alpha * F(x)`` with alpha = 0, and no activation after the
-  addition, so the skip path is a pure identity (the block's ``act`` is dropped).
+  eq. 5 and table 1): ``x + alpha * F(x)`` with alpha = 0 and the skip path a pure identity.
+  As in the authors' CIFAR ResNet (tbachlechner/ReZero-examples, the ReZNet notebook:
+  ``resweight * relu(bn2(conv2(...))) + shortcut(x)``), the block's ReLU moves from after
+  the addition to the end of the branch ("the skip connection is implemented after the
+  nonlinearity"), so F(x) >= 0 and only alpha's sign lets a block subtract. Their ResNets
+  keep BatchNorm; ``norm=none`` with it is this project's experiment, not theirs.
 - ``fixup`` (Zhang, Dauphin, Ma 2019, "Fixup Initialization", arXiv:1901.09321, sec. 3):
   zero the classifier and the last conv of every branch, scale the branch's other convs by
   L^(-1/(2m-2)) (L residual branches, m convs per branch), add a scalar bias (init 0) before
@@ -97,9 +101,17 @@ def skipinit(module: nn.Module) -> None:
 
 
 def rezero(module: nn.Module) -> None:
-    """ReZero (Bachlechner et al. 2020): ``x + alpha F(x)``, alpha = 0, no ReLU after the sum."""
+    """ReZero (Bachlechner et al. 2020): ``x + alpha act(F(x))``, alpha = 0, nothing after the sum.
+
+    The activation is appended to the branch once (a second call, as ``reset_parameters``
+    makes, finds ``act`` already gone) and not in place, so hooks on the branch's last layer
+    read its output before the ReLU, as they do in every other block."""
     for blk in _gate_at_zero(module, "rezero"):
-        blk.act = None
+        if blk.act is not None:
+            act, blk.act = blk.act, None
+            if hasattr(act, "inplace"):
+                act.inplace = False
+            blk.residual.add_module("act_out", act)
 
 
 class ScalarBias(nn.Module):

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 
 from residual_lab.callbacks.layer_names import blocks, weighted_layers
 from residual_lab.run import train
-from conftest import compose_config  # noqa: E402 (tests/ is on sys.path)
+from tests.conftest import compose_config
 
 #: Small nets of each family: (model, top-level overrides).
 TINY = {

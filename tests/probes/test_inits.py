@@ -34,6 +34,25 @@ def test_gated_nets_start_as_their_shortcuts(init):
     assert all(g.grad.abs().item() > 0 for g in gates)  # the gates learn from the first step
 
 
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_rezero_block_is_the_authors_alpha_times_relu_of_the_branch_plus_x(norm):
+    """The ReZero authors' CIFAR ResNet (tbachlechner/ReZero-examples, ReZNet notebook):
+    ``resweight * relu(bn2(conv2(relu(bn1(conv1(x)))))) + shortcut(x)``, the skip *after* the
+    nonlinearity and none after the sum, so a negative gate makes the output negative."""
+    torch.manual_seed(0)
+    net = CifarResNet(depth=8, shortcut="identity", width=4, norm=norm, init="rezero").eval()
+    net.reset_parameters()  # idempotent: one ReLU at the end of each branch, not two
+    _, blk = next(iter(net.named_blocks()))  # stage 1, block 0: 4 -> 4 channels, identity shortcut
+    with torch.no_grad():
+        blk.gate.fill_(-0.5)
+    x = torch.randn(2, 4, 8, 8)
+    r = blk.residual
+    bn1, bn2 = (nn.Identity(), nn.Identity()) if norm == "none" else (r.bn1, r.bn2)
+    by_hand = x + -0.5 * torch.relu(bn2(r.conv2(torch.relu(bn1(r.conv1(x))))))
+    torch.testing.assert_close(blk(x), by_hand)
+    assert (blk(x) < 0).any()
+
+
 def test_fixup_follows_the_papers_three_rules():
     torch.manual_seed(0)
     net = CifarResNet(depth=56, shortcut="identity", norm="none", init="fixup")
