@@ -309,6 +309,8 @@ def device_name(device: torch.device) -> str:
 def benchmark(cfg: DictConfig) -> dict[str, Any]:
     """Measure every variant in ``cfg.bench.variants``; return (and write) the results."""
     b = cfg.bench
+    if cfg.get("torch_threads"):  # as `run` does: a benchmark of a sweep job is one of its threads
+        torch.set_num_threads(int(cfg.torch_threads))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     window_cfg = cfg.copy()
     OmegaConf.update(window_cfg, "trainer.limit_val_batches", 0, force_add=True)  # training only
