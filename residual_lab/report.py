@@ -34,7 +34,7 @@ from residual_lab.results.loading import Run
 from residual_lab.results.plots import curves_figure, profiles_figure
 from residual_lab.results.reference import CIFAR10_NAMES, describe
 from residual_lab.results.stats import ALPHA, MIN_SEEDS, TEST_NAME
-from residual_lab.results.tables import GROUP_FIELDS, NET_FIELDS, compare
+from residual_lab.results.tables import NET_FIELDS, compare, varying_fields
 
 CURVES_PNG, PROFILES_PNG, REPORT_MD = "curves.png", "profiles.png", "report.md"
 #: What each protocol's test error is (summary.json ``protocol``; conf/ names them).
@@ -176,7 +176,7 @@ def problems_markdown(runs: list[Run]) -> str:
     if not bad:
         return "All runs completed."
     # What tells runs of the same net apart (init, lr, ...), as the errors table's label does.
-    differ = [k for k in GROUP_FIELDS if k not in NET_FIELDS and len({repr(r.get(k)) for r in runs if r.summary}) > 1]
+    differ = [k for k in varying_fields(runs, completed_only=False) if k not in NET_FIELDS]
     lines = ["| run | seed | status | step | reason | directory |", "|---|---|---|---|---|---|"]
     for r in bad:
         name = r.name + (f" ({', '.join(f'{k}={r.get(k)}' for k in differ)})" if differ and r.summary else "")

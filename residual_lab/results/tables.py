@@ -96,10 +96,12 @@ def _key(run: Run) -> tuple:
     return tuple(run.get(k) for k in GROUP_FIELDS)
 
 
-def varying_fields(runs: Sequence[Run]) -> tuple[str, ...]:
-    """The :data:`GROUP_FIELDS` whose values differ among the completed runs."""
-    done = [r for r in runs if r.status == "completed"]
-    return tuple(k for k in GROUP_FIELDS if len({repr(r.get(k)) for r in done}) > 1)
+def varying_fields(runs: Sequence[Run], *, completed_only: bool = True) -> tuple[str, ...]:
+    """The :data:`GROUP_FIELDS` whose values differ among the completed runs (the errors
+    table's label), or, ``completed_only=False``, among every run with a summary (what tells
+    apart the runs that did not complete)."""
+    pool = [r for r in runs if (r.status == "completed" if completed_only else r.summary)]
+    return tuple(k for k in GROUP_FIELDS if len({repr(r.get(k)) for r in pool}) > 1)
 
 
 def aggregate(runs: list[Run]) -> list[Row]:
