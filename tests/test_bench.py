@@ -53,9 +53,9 @@ def test_peak_gflops_flag_becomes_an_override():
 def test_bench_runs_end_to_end_and_writes_all_three_variants(tmp_path):
     out = tmp_path / "b.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "residual_lab.bench", *TINY, f"bench.output={out}", "torch_threads=2",
+        [sys.executable, "-m", "residual_lab.bench", *TINY, f"bench.output={out}", "torch_threads=1",
          f"hydra.run.dir={tmp_path / 'run'}", "--peak-gflops", "50"],
-        cwd=ROOT, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        cwd=ROOT, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
 
@@ -67,7 +67,7 @@ def test_bench_runs_end_to_end_and_writes_all_three_variants(tmp_path):
     flops = report["flops_per_image"]
     assert flops["forward"] == 24_478_976 and flops["training"] == RESNET8_TRAINING_FLOPS
     assert report["peak_gflops"] == 50 and report["peak_source"] == "bench.peak_gflops"
-    assert report["device"].endswith(", 2 torch threads")  # torch_threads=2 as in `run`, over OMP_NUM_THREADS=1
+    assert report["device"].endswith(", 1 torch threads")  # torch_threads=1 as in `run`, over OMP_NUM_THREADS=2
     for row in report["variants"].values():
         assert len(row["images_per_s_windows"]) == 2 and min(row["images_per_s_windows"]) > 0
         assert row["timed_steps_per_window"] == (2 if row is report["variants"]["reference"] else 3)
