@@ -1,6 +1,8 @@
 """Training error against steps, per net, over seeds: the numbers behind the budget choice.
 
     python experiments/budget_cpu/calibrate.py experiments/fig6/runs [more record or sweep dirs]
+    python experiments/budget_cpu/calibrate.py experiments/budget_cpu/runs \
+        --at 500,1000,1500,2000,2500,3000 --smooth 10 --cross resnet-56-identity,resnet-20-identity
 
 Reads run records (``summary.json`` + ``curves.csv``, see ``residual_lab.results.export``) or
 run directories. Per net (run name, seeds pooled): the first step whose logged training-error
@@ -8,12 +10,18 @@ window is below 80 % (He et al. 2015 sec. 4.2 warm ResNet-110 up "until the trai
 is below 80%"; chance is 90 %), and the logged training error at a few checkpoints of the
 run, mean +- sample std over seeds. Runs need ``trainer.log_every_n_steps=10`` (budget=cpu
 sets it). The curves themselves are the report's curves.png.
+
+``--smooth K`` averages the K logged windows ending at each checkpoint: one 10-step window
+is 1280 images, whose error has a sampling std of ~1.2 points at 20 % error, as large as
+the depth differences Fig. 6 (iii) is about late in a run; 10 windows bring it to ~0.4.
+``--cross A,B`` prints the step from which net A's seed-mean (smoothed) curve stays at or
+below net B's to the end of the run: where ResNet-56 overtakes ResNet-20.
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
-import sys
 from collections import defaultdict
 
 from residual_lab.results.loading import find_runs
@@ -27,10 +35,30 @@ def first_below(steps: list[int], values: list[float], level: float) -> int | No
     return next((s + 1 for s, v in zip(steps, values) if v < level), None)
 
 
-def value_at(steps: list[int], values: list[float], step: int) -> float | None:
-    """The last logged value at or before ``step`` (a window ending there)."""
+def value_at(steps: list[int], values: list[float], step: int, smooth: int = 1) -> float | None:
+    """The mean of the last ``smooth`` logged values at or before ``step`` (windows ending there)."""
     before = [v for s, v in zip(steps, values) if s < step]
-    return before[-1] if before else None
+    return statistics.mean(before[-smooth:]) if before else None
+
+
+def smoothed(values: list[float], smooth: int) -> list[float]:
+    """Trailing mean over ``smooth`` logged windows (fewer at the start of the run)."""
+    return [statistics.mean(values[max(0, i - smooth + 1): i + 1]) for i in range(len(values))]
+
+
+def crossing_step(steps: list[int], a: list[float], b: list[float]) -> int | None:
+    """The first logged step from which ``a <= b`` holds at every later logged step, else None.
+
+    ``a`` and ``b`` are curves logged at the same ``steps``; the step is the end of the
+    logged window (``step + 1`` optimizer steps done).
+    """
+    crossing = None
+    for step, x, y in zip(steps, a, b):
+        if x > y:
+            crossing = None
+        elif crossing is None:
+            crossing = step + 1
+    return crossing
 
 
 def fmt(values: list[float | None]) -> str:
@@ -42,7 +70,8 @@ def fmt(values: list[float | None]) -> str:
     return f"{statistics.mean(values):.1f} +- {statistics.stdev(values):.1f}"
 
 
-def main(roots: list[str]) -> None:
+def load_curves(roots: list[str]) -> dict[tuple[int, str], list[tuple[int, list[int], list[float]]]]:
+    """(depth, run name) -> [(seed, steps, training error)] of the completed runs, steps sorted."""
     groups = defaultdict(list)
     for run in find_runs(roots):
         if run.status != "completed":
@@ -51,16 +80,47 @@ def main(roots: list[str]) -> None:
         order = sorted(range(len(steps)), key=steps.__getitem__)
         steps, values = [steps[i] for i in order], [values[i] for i in order]
         groups[(run.get("depth"), run.name)].append((run.get("seed"), steps, values))
-    head = " | ".join(f"step {s}" for s in AT_STEPS)
+    return groups
+
+
+def seed_mean(rows: list[tuple[int, list[int], list[float]]], smooth: int) -> tuple[list[int], list[float]]:
+    """The seed-mean smoothed curve over the steps every seed logged."""
+    common = sorted(set.intersection(*(set(s) for _, s, _ in rows)))
+    curves = [dict(zip(s, smoothed(v, smooth))) for _, s, v in rows]
+    return common, [statistics.mean(c[step] for c in curves) for step in common]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("roots", nargs="+", help="record, run or sweep directories")
+    parser.add_argument("--at", default=",".join(map(str, AT_STEPS)), help="comma-separated steps")
+    parser.add_argument("--smooth", type=int, default=1, help="logged windows averaged per value")
+    parser.add_argument("--cross", help="two run names A,B: the step from which A stays <= B")
+    args = parser.parse_args(argv)
+    at_steps = [int(s) for s in args.at.split(",")]
+    groups = load_curves(args.roots)
+    head = " | ".join(f"step {s}" for s in at_steps)
     print(f"| net | seeds | first step < {CHANCE_EXIT:.0f} % | training error at {head} |")
-    print("|---|---|---|" + "---|" * len(AT_STEPS))
+    print("|---|---|---|" + "---|" * len(at_steps))
     for (_, name), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], "resnet" in kv[0][1])):
         exits = [first_below(s, v, CHANCE_EXIT) for _, s, v in rows]
         never = sum(e is None for e in exits)
-        cells = [fmt([value_at(s, v, at) for _, s, v in rows]) for at in AT_STEPS]
+        cells = [fmt([value_at(s, v, at, args.smooth) for _, s, v in rows]) for at in at_steps]
         print(f"| {name} | {len(rows)} ({', '.join(str(seed) for seed, _, _ in rows)}) "
               f"| {fmt(exits)}{f' ({never} never)' if never else ''} | " + " | ".join(cells) + " |")
+    if args.cross:
+        by_name = {name: rows for (_, name), rows in groups.items()}
+        a, b = args.cross.split(",")
+        steps_a, mean_a = seed_mean(by_name[a], args.smooth)
+        steps_b, mean_b = seed_mean(by_name[b], args.smooth)
+        common = sorted(set(steps_a) & set(steps_b))
+        ya = [dict(zip(steps_a, mean_a))[s] for s in common]
+        yb = [dict(zip(steps_b, mean_b))[s] for s in common]
+        step = crossing_step(common, ya, yb)
+        print(f"\n{a} (n={len(by_name[a])}) <= {b} (n={len(by_name[b])}) in the seed mean, "
+              f"{args.smooth}-window smoothing: "
+              + (f"from step {step} to the end ({common[-1] + 1})" if step else "not by the end of the run"))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

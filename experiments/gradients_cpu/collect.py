@@ -1,32 +1,44 @@
-"""Print the numbers of the gradient runs and copy their diagnostic PNGs here.
+"""Gradients at the blocks' inputs of plain and residual nets, over seeds, from run records.
 
-    .venv/bin/python experiments/gradients_cpu/collect.py /work/runs/gradients_cpu/*/ /work/runs/gradients_cpu_nonorm
+    python experiments/gradients_cpu/collect.py experiments/fig6/runs experiments/no_norm/runs
 
-For each run directory: run name, lr, first/last block dL/dx ratio and the block-input
-gradient norms at the last logged step, final training error (mean over the last logging
-window, %). The PNGs are the DiagnosticFigures callback's own output (``<run>/diagnostics``).
+Per net (run name + norm, seeds pooled; completed and diverged runs alike): the RMS of
+dL/dx at the first block's input (s1.b0) and at the last block's, and their ratio
+first/last, as the ``block_grad`` diagnostic logged them at its last measurement (summary.json
+``diagnostics.block_grad``); mean +- sample std over seeds, n. A ratio far below 1 is a
+gradient that vanishes towards the input; near 1 a flat profile.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
+import statistics
 import sys
-from pathlib import Path
+from collections import defaultdict
 
-HERE = Path(__file__).resolve().parent
+from residual_lab.results.loading import find_runs
 
 
-def main(run_dirs: list[str]) -> None:
-    print("| run | lr | steps | dL/dx first/last block | dL/dx s1.b0 | dL/dx last block | train error % | test error % |")
-    print("|---|---|---|---|---|---|---|---|")
-    for d in map(Path, run_dirs):
-        s = json.loads((d / "summary.json").read_text())
-        b = s["diagnostics"]["block_grad"]
-        print(f"| {s['run_name']} | {s['lr']} | {s['steps']} | {b['first_over_last']:.3g} | {b['grad_norm'][0]:.3g} "
-              f"| {b['grad_norm'][-1]:.3g} | {s['train_error']:.1f} | {s['test_error']:.1f} |")
-        for png in sorted((d / "diagnostics").glob("*.png")):
-            shutil.copy(png, HERE / f"{s['run_name']}_{png.name}")
+def fmt(values: list[float], spec: str = ".3g") -> str:
+    if len(values) == 1:
+        return f"{values[0]:{spec}}"
+    return f"{statistics.mean(values):{spec}} +- {statistics.stdev(values):{spec}}"
+
+
+def main(roots: list[str]) -> None:
+    groups = defaultdict(list)
+    for run in find_runs(roots):
+        block_grad = run.diagnostics.get("block_grad")
+        if block_grad:
+            groups[(run.get("depth"), run.name, run.get("norm"))].append((run, block_grad))
+    print("| net | norm | n | step | dL/dx RMS s1.b0 | dL/dx RMS last block | first/last | train error % | status |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (_, name, norm), rows in sorted(groups.items(), key=lambda kv: (kv[0][2] != "batch", kv[0][0], kv[0][1])):
+        grads = [b for _, b in rows]
+        errors = [r.get("train_error") for r, _ in rows if r.get("train_error") is not None]
+        statuses = ", ".join(sorted({r.status for r, _ in rows}))
+        print(f"| {name} | {norm} | {len(rows)} | {fmt([b['step'] + 1 for b in grads], '.0f')} "
+              f"| {fmt([b['grad_norm'][0] for b in grads])} | {fmt([b['grad_norm'][-1] for b in grads])} "
+              f"| {fmt([b['first_over_last'] for b in grads])} | {fmt(errors, '.1f') if errors else '-'} | {statuses} |")
 
 
 if __name__ == "__main__":
