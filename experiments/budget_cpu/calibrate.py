@@ -15,7 +15,8 @@ sets it). The curves themselves are the report's curves.png.
 is 1280 images, whose error has a sampling std of ~1.2 points at 20 % error, as large as
 the depth differences Fig. 6 (iii) is about late in a run; 10 windows bring it to ~0.4.
 ``--cross A,B`` prints the step from which net A's seed-mean (smoothed) curve stays at or
-below net B's to the end of the run: where ResNet-56 overtakes ResNet-20.
+below net B's to the end of the run: where ResNet-56 overtakes ResNet-20. ``--plot F`` draws
+the smoothed curves (seed mean, band +- 1 sample std) and, with ``--cross``, A minus B.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--at", default=",".join(map(str, AT_STEPS)), help="comma-separated steps")
     parser.add_argument("--smooth", type=int, default=1, help="logged windows averaged per value")
     parser.add_argument("--cross", help="two run names A,B: the step from which A stays <= B")
+    parser.add_argument("--plot", help="PNG of the smoothed curves (and A - B with --cross)")
     args = parser.parse_args(argv)
     at_steps = [int(s) for s in args.at.split(",")]
     groups = load_curves(args.roots)
@@ -108,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         cells = [fmt([value_at(s, v, at, args.smooth) for _, s, v in rows]) for at in at_steps]
         print(f"| {name} | {len(rows)} ({', '.join(str(seed) for seed, _, _ in rows)}) "
               f"| {fmt(exits)}{f' ({never} never)' if never else ''} | " + " | ".join(cells) + " |")
+    cross = None
     if args.cross:
         by_name = {name: rows for (_, name), rows in groups.items()}
         a, b = args.cross.split(",")
@@ -117,9 +120,48 @@ def main(argv: list[str] | None = None) -> None:
         ya = [dict(zip(steps_a, mean_a))[s] for s in common]
         yb = [dict(zip(steps_b, mean_b))[s] for s in common]
         step = crossing_step(common, ya, yb)
+        cross = (a, b, common, [x - y for x, y in zip(ya, yb)], step)
         print(f"\n{a} (n={len(by_name[a])}) <= {b} (n={len(by_name[b])}) in the seed mean, "
               f"{args.smooth}-window smoothing: "
               + (f"from step {step} to the end ({common[-1] + 1})" if step else "not by the end of the run"))
+    if args.plot:
+        plot(groups, args.smooth, cross, args.plot)
+
+
+def plot(groups, smooth: int, cross, path: str) -> None:
+    """Smoothed training error against steps per net (and A - B) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2 if cross else 1, figsize=(11 if cross else 6, 4), squeeze=False)
+    ax = axes[0][0]
+    for (_, name), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        steps, mean = seed_mean(rows, smooth)
+        curves = [dict(zip(s, smoothed(v, smooth))) for _, s, v in rows]
+        x = [s + 1 for s in steps]
+        line, = ax.plot(x, mean, ls=":" if name.startswith("plain") else "-", label=f"{name} (n={len(rows)})")
+        if len(rows) > 1:
+            std = [statistics.stdev(c[s] for c in curves) for s in steps]
+            ax.fill_between(x, [m - d for m, d in zip(mean, std)], [m + d for m, d in zip(mean, std)],
+                            color=line.get_color(), alpha=0.2, lw=0)
+    ax.set(xlabel="optimizer step", ylabel=f"training error %, mean of {smooth} logged windows",
+           title="training error (seed mean, band +- 1 std)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if cross:
+        a, b, steps, diff, step = cross
+        ax = axes[0][1]
+        ax.plot([s + 1 for s in steps], diff, color="k")
+        ax.axhline(0, color="grey", lw=0.8)
+        if step:
+            ax.axvline(step, color="tab:red", ls="--", label=f"{a} <= {b} from step {step}")
+            ax.legend(fontsize=8)
+        ax.set(xlabel="optimizer step", ylabel="difference of seed means (points)", title=f"{a} minus {b}")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
 
 
 if __name__ == "__main__":
