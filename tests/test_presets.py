@@ -72,7 +72,7 @@ def test_no_norm_is_plain_and_residual_without_normalisation():
     assert {c.model.norm for c in cfgs} == {"none"}
 
 
-@pytest.mark.parametrize("budget, steps", [("paper", 64000), ("short", 16000), ("cpu", 500)])
+@pytest.mark.parametrize("budget, steps", [("paper", 64000), ("short", 16000), ("cpu", 500), ("cpu_long", 3000)])
 def test_budget_sets_the_run_length_and_milestones_stay_fractions(budget, steps):
     (cfg,) = expand(f"budget={budget}")
     assert cfg.trainer.max_steps == steps
@@ -93,6 +93,14 @@ def test_cpu_budget_warms_every_net_up_linearly_for_200_steps():
     assert {(c.scheduler.warmup_steps, c.scheduler.warmup_mode, c.scheduler.warmup_factor) for c in cfgs} == {
         (200, "linear", 0.1)}
     assert {c.trainer.max_steps for c in cfgs} == {500}
+
+
+def test_cpu_long_is_budget_cpu_six_times_longer_with_the_same_warm_up_and_sweep_layout():
+    (cpu,), (long,) = expand("experiment=fig6", "budget=cpu", "depth=56", "shortcut=identity", "seed=0"), \
+        expand("experiment=fig6", "budget=cpu_long", "depth=56", "shortcut=identity", "seed=0")
+    assert (long.trainer.max_steps, long.trainer.val_check_interval) == (3000, 500)
+    assert long.scheduler == cpu.scheduler and long.protocol == cpu.protocol
+    assert long.trainer.log_every_n_steps == cpu.trainer.log_every_n_steps == 10
 
 
 def test_cpu_budget_sweeps_run_one_job_per_core_with_the_cores_shared_out(monkeypatch):
