@@ -112,3 +112,22 @@ def test_image_folder_errors_name_the_problem(tmp_path):
     (tmp_path / "d" / "train" / "cat" / "1.png").write_bytes(b"not an image")
     with pytest.raises(UserFacingError, match=r"cannot read image .*train/cat/1.png"):
         ImageFolderSource(str(tmp_path / "d"), cache_dir=str(tmp_path / "c")).load()
+
+
+def test_seeds_draw_unrelated_batch_orders_in_every_epoch():
+    """Seeds are replicates: no seed's epoch may replay another seed's epoch. With the order of
+    epoch e drawn from ``seed + e``, seed 0's second epoch was seed 1's first."""
+    from residual_lab.data.loader import IndexBatchLoader
+
+    x, y = torch.zeros(64, 1), torch.arange(64)
+
+    def orders(seed: int, epochs: int = 3) -> list[torch.Tensor]:
+        loader = IndexBatchLoader(x, y, 64, shuffle=True, drop_last=True, seed=seed)
+        return [torch.cat([labels for _, labels in loader]) for _ in range(epochs)]
+
+    epochs = {(seed, e): order for seed in range(3) for e, order in enumerate(orders(seed))}
+    for (a, ea), order_a in epochs.items():
+        for (b, eb), order_b in epochs.items():
+            if (a, ea) < (b, eb):
+                assert not torch.equal(order_a, order_b), f"seed {a} epoch {ea} replays seed {b} epoch {eb}"
+    assert torch.equal(orders(1)[2], epochs[(1, 2)])  # still a function of (seed, epoch)
