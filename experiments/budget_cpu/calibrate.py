@@ -86,11 +86,13 @@ def load_curves(roots: list[str]) -> dict[tuple[int, str], list[tuple[int, list[
     return groups
 
 
-def seed_mean(rows: list[tuple[int, list[int], list[float]]], smooth: int) -> tuple[list[int], list[float]]:
-    """The seed-mean smoothed curve over the steps every seed logged."""
-    common = sorted(set.intersection(*(set(s) for _, s, _ in rows)))
+def seed_mean(rows: list[tuple[int, list[int], list[float]]], smooth: int) -> dict[int, tuple[float, float]]:
+    """step -> (mean, sample std or 0 for one seed) of the smoothed curves, at the steps every
+    seed logged."""
     curves = [dict(zip(s, smoothed(v, smooth))) for _, s, v in rows]
-    return common, [statistics.mean(c[step] for c in curves) for step in common]
+    common = sorted(set.intersection(*(set(c) for c in curves)))
+    return {step: (statistics.mean(c[step] for c in curves),
+                   statistics.stdev(c[step] for c in curves) if len(curves) > 1 else 0.0) for step in common}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -116,11 +118,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.cross:
         by_name = {name: rows for (_, name), rows in groups.items()}
         a, b = args.cross.split(",")
-        steps_a, mean_a = seed_mean(by_name[a], args.smooth)
-        steps_b, mean_b = seed_mean(by_name[b], args.smooth)
-        common = sorted(set(steps_a) & set(steps_b))
-        ya = [dict(zip(steps_a, mean_a))[s] for s in common]
-        yb = [dict(zip(steps_b, mean_b))[s] for s in common]
+        mean_a, mean_b = seed_mean(by_name[a], args.smooth), seed_mean(by_name[b], args.smooth)
+        common = sorted(mean_a.keys() & mean_b.keys())
+        ya, yb = [mean_a[s][0] for s in common], [mean_b[s][0] for s in common]
         step = crossing_step(common, ya, yb)
         cross = (a, b, common, [x - y for x, y in zip(ya, yb)], step)
         print(f"\n{a} (n={len(by_name[a])}) <= {b} (n={len(by_name[b])}) in the seed mean, "
@@ -147,12 +147,11 @@ def plot(groups, smooth: int, cross, path: str) -> None:
     fig, axes = plt.subplots(1, 2 if cross else 1, figsize=(11 if cross else 6, 4), squeeze=False)
     ax = axes[0][0]
     for (_, name), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        steps, mean = seed_mean(rows, smooth)
-        curves = [dict(zip(s, smoothed(v, smooth))) for _, s, v in rows]
-        x = [s + 1 for s in steps]
+        curve = seed_mean(rows, smooth)
+        x = [s + 1 for s in curve]
+        mean, std = [m for m, _ in curve.values()], [d for _, d in curve.values()]
         line, = ax.plot(x, mean, ls=":" if name.startswith("plain") else "-", label=f"{name} (n={len(rows)})")
         if len(rows) > 1:
-            std = [statistics.stdev(c[s] for c in curves) for s in steps]
             ax.fill_between(x, [m - d for m, d in zip(mean, std)], [m + d for m, d in zip(mean, std)],
                             color=line.get_color(), alpha=0.2, lw=0)
     ax.set(xlabel="optimizer step", ylabel=f"training error %, mean of {smooth} logged windows",

@@ -9,7 +9,7 @@ import torch
 
 from residual_lab.data.arrays import ImageArrays
 from residual_lab.data.augment import channel_stats, normalize, random_crop_flip
-from residual_lab.data.loader import IndexBatchLoader
+from residual_lab.data.loader import SEED_STRIDE, IndexBatchLoader
 from residual_lab.errors import UserFacingError
 
 
@@ -187,5 +187,5 @@ class InMemoryDataModule(L.LightningDataModule):
         and is the single-process seed when ``world_size`` is 1."""
         if self._generator is None or self._generator.device != device:
             self._generator = torch.Generator(device=device)
-        seed = self.shuffle_seed * 1_000_003 + self.trainer.global_step
+        seed = self.shuffle_seed * SEED_STRIDE + self.trainer.global_step
         return self._generator.manual_seed(seed * self.trainer.world_size + self.trainer.global_rank)

@@ -7,19 +7,19 @@ from typing import Any
 import torch
 
 
-#: Seeds are spaced this far apart in the shuffle generator's seed (more epochs than any run has),
-#: as the augmentation generator spaces them over steps (``InMemoryDataModule``).
-EPOCH_STRIDE = 1_000_003
+#: How far apart two run seeds sit in a generator's seed: epoch (batch order, here) or step
+#: (augmentation, ``InMemoryDataModule``) counts fill the gap, so runs never share a draw.
+SEED_STRIDE = 1_000_003
 
 
 class IndexBatchLoader:
     """Iterate over ``(images[idx], labels[idx])`` batches of an in-memory dataset.
 
-    Shuffled loaders draw epoch ``e``'s order from ``seed * EPOCH_STRIDE + e``, so the order
+    Shuffled loaders draw epoch ``e``'s order from ``seed * SEED_STRIDE + e``, so the order
     is a function of (seed, epoch) and no seed's epoch replays another seed's (with
     ``seed + e``, seed 0's second epoch was seed 1's first: seeds were not independent
-    replicates). Seed 0 keeps the orders it always had. The loader is *stateful* in Lightning's sense
-    (``state_dict``/``load_state_dict``): a checkpoint taken mid-epoch records the epoch
+    replicates). Seed 0 keeps the orders it always had. The loader is *stateful* in
+    Lightning's sense (``state_dict``/``load_state_dict``): a checkpoint taken mid-epoch records the epoch
     and how many batches training consumed, and a resumed run continues with the very
     next batch, so an interrupted and resumed run sees the same batches as one that ran
     straight through.
@@ -82,7 +82,7 @@ class IndexBatchLoader:
         n = len(self.labels)
         order = None
         if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed * EPOCH_STRIDE + epoch)
+            gen = torch.Generator().manual_seed(self.seed * SEED_STRIDE + epoch)
             order = torch.randperm(n, generator=gen).to(self.images.device)
         for i in range(start, len(self)):
             lo, hi = self._bounds(i, n)

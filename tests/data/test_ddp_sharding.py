@@ -18,7 +18,7 @@ from omegaconf import open_dict
 from residual_lab.data import InMemoryDataModule, SyntheticSource
 from residual_lab.data.arrays import ImageArrays
 from residual_lab.data.augment import crop_flip, normalize
-from residual_lab.data.loader import EPOCH_STRIDE, IndexBatchLoader
+from residual_lab.data.loader import SEED_STRIDE, IndexBatchLoader
 from residual_lab.errors import UserFacingError
 from residual_lab.run import build
 
@@ -31,7 +31,7 @@ def test_one_process_batch_order_is_unchanged():
     x = y = torch.arange(10)
     for kwargs in ({}, {"rank": 0, "world_size": 1}):
         train = IndexBatchLoader(x, y, 3, shuffle=True, drop_last=True, seed=5, **kwargs)
-        # pinned orders of the (seed * EPOCH_STRIDE + epoch) scheme
+        # pinned orders of the (seed * SEED_STRIDE + epoch) scheme
         assert _labels(train) == [[3, 9, 1], [8, 0, 5], [6, 2, 7]]
         assert _labels(train) == [[8, 7, 5], [1, 0, 9], [2, 3, 6]]
         resumed = IndexBatchLoader(x, y, 3, shuffle=True, drop_last=True, seed=5, **kwargs)
@@ -47,7 +47,7 @@ def test_one_process_augmentation_is_unchanged():
     dm.setup()
     dm.trainer = SimpleNamespace(global_step=3, training=True, global_rank=0, world_size=1)
     images, labels = next(iter(dm.train_dataloader()))
-    assert labels.tolist() == [2, 7, 4, 7]  # the first batch of seed 7 * EPOCH_STRIDE
+    assert labels.tolist() == [2, 7, 4, 7]  # the first batch of seed 7 * SEED_STRIDE
     out, _ = dm.on_after_batch_transfer((images, labels), 0)
     offsets = torch.tensor([[3, 5], [3, 7], [6, 0], [6, 8]])  # drawn from seed 7 * 1_000_003 + 3
     flips = torch.tensor([0.0862, 0.4022, 0.7861, 0.1647]) < 0.5
@@ -163,7 +163,7 @@ def test_ddp_ranks_train_on_disjoint_parts_of_the_global_batch(make_cfg, tmp_pat
     assert [[step for step, _, _ in r["train"]] for r in ranks] == [list(range(8))] * 2
     for (step, ids0, aug0), (_, ids1, aug1) in zip(ranks[0]["train"], ranks[1]["train"]):
         epoch, i = divmod(step, steps_per_epoch)
-        order = torch.randperm(len(train_ids), generator=torch.Generator().manual_seed(SEED * EPOCH_STRIDE + epoch))
+        order = torch.randperm(len(train_ids), generator=torch.Generator().manual_seed(SEED * SEED_STRIDE + epoch))
         global_batch = [train_ids[j] for j in order[i * 2 * BATCH:(i + 1) * 2 * BATCH]]
         assert not set(ids0) & set(ids1), f"step {step}: both ranks trained on {set(ids0) & set(ids1)}"
         assert set(ids0) | set(ids1) == set(global_batch)
