@@ -31,12 +31,13 @@ from residual_lab.io import atomic_write
 from residual_lab.results import Row, aggregate, find_runs, load_reference
 from residual_lab.results.analyses import analyses_markdown, find_analyses
 from residual_lab.results.loading import Run
-from residual_lab.results.plots import curves_figure, profiles_figure
+from residual_lab.results.plots import curves_figure, depth_figure, profiles_figure, token_stats_figure
 from residual_lab.results.reference import CIFAR10_NAMES, describe
 from residual_lab.results.stats import ALPHA, MIN_SEEDS, TEST_NAME
 from residual_lab.results.tables import NET_FIELDS, compare, varying_fields
 
-CURVES_PNG, PROFILES_PNG, REPORT_MD = "curves.png", "profiles.png", "report.md"
+CURVES_PNG, PROFILES_PNG, DEPTH_PNG, TOKENS_PNG, REPORT_MD = (
+    "curves.png", "profiles.png", "depth.png", "tokens.png", "report.md")
 #: What each protocol's test error is (summary.json ``protocol``; conf/ names them).
 PROTOCOLS = {
     "paper": "the paper's: all 50k training images, fixed schedule, test error of the final weights "
@@ -273,10 +274,25 @@ def runs_markdown(runs: list[Run], out: Path) -> list[str]:
                   "Dashed, thin: training error (TensorBoard `train/error`, mean over the logging window). "
                   "Bold: validation error (`val/error`, the 5k images held out of the training set under the "
                   "heldout protocol; the paper's Fig. 6 plots test error, which we evaluate only once, at the "
-                  "end: the star, `test/error`). Left: plain nets; right: residual nets; one colour per depth. "
+                  "end: the star, `test/error`). Left: plain nets; right: residual nets; one colour per depth "
+                  "(and per value of any other field that varies, e.g. norm), shared by a plain net and its twin. "
                   "Where an experiment has several seeds: the mean over seeds, the band ± one sample std."]
     else:
         parts.append("No TensorBoard scalars or run-record curves found.")
+    if (fig := depth_figure(runs)) is not None:
+        save_figure(fig, out / DEPTH_PNG)
+        parts += ["", "## Final training loss against depth", "", f"![depth]({DEPTH_PNG})", "",
+                  "summary.json `train_loss` (mean over the last logging window) of every completed run, one "
+                  "panel per model family: dashed plain, solid residual; mean ± one sample std over seeds, n in "
+                  "the legend. An x at the top: no seed of that net completed at that depth (see above)."]
+    if (fig := token_stats_figure(runs)) is not None:
+        save_figure(fig, out / TOKENS_PNG)
+        parts += ["", "## Transformer diagnostics against depth", "", f"![tokens]({TOKENS_PNG})", "",
+                  "summary.json `diagnostics.token_stats` (callbacks.TokenStats, on one training batch): the "
+                  "branch's share Var[F(x)] / Var[x + F(x)] of each residual sub-block (Liu et al. 2020), "
+                  "averaged over the net's sub-blocks and, right, per sub-block of the deepest net; and the "
+                  "rank-collapse measure ||X - 1 x^T|| / ||X|| of the last block's output tokens (Dong et al. "
+                  "2021), at init (open, dotted) and at the last measurement (filled); means over seeds."]
     parts += ["", "## Per-layer gradient profiles (last measurement)", ""]
     fig = profiles_figure(runs)
     if fig is not None:
@@ -284,7 +300,8 @@ def runs_markdown(runs: list[Run], out: Path) -> list[str]:
         parts += [f"![profiles]({PROFILES_PNG})", "",
                   "From summary.json `diagnostics.grad_norm` (weight-gradient norm per conv/linear layer) and "
                   "`diagnostics.block_grad` (gradient dL/dx at each block input), at the last measured step, "
-                  "against relative depth; one line per run, dotted for plain nets."]
+                  "against relative depth; one line per experiment (the geometric mean over its seeds), dotted "
+                  "for plain nets."]
     else:
         parts.append("No run recorded per-layer gradient diagnostics (summary.json `diagnostics.grad_norm` / "
                      "`diagnostics.block_grad` absent or empty): skipped.")

@@ -27,12 +27,32 @@ PROFILES = (
 )
 
 
-def _colours(runs: Sequence[Run]) -> dict[Any, Any]:
-    """One colour per depth (Fig. 6), shared by both panels so plain-56 and resnet-56 match."""
-    depths = sorted({r.get("depth") for r in runs}, key=lambda d: int(d or 0))
-    if len(depths) <= 10:
-        return {d: colormaps["tab10"](i) for i, d in enumerate(depths)}
-    return {d: colormaps["viridis"](i / (len(depths) - 1)) for i, d in enumerate(depths)}
+def colour_key(runs: Sequence[Run]):
+    """A function run -> the key its colour is looked up by: the depth and every other field
+    that varies in ``runs``, except what tells a plain net from its residual twin (shortcut
+    ``none``, the run name). plain-56 and resnet-56 share a colour (Fig. 6); norm=batch and
+    norm=none, pre-norm and post-norm, shortcut A and B get different ones."""
+    from residual_lab.results.tables import varying_fields  # tables imports nothing from here
+
+    fields = [k for k in varying_fields(runs, completed_only=False) if k not in ("depth", "shortcut", "run_name")]
+    residual_shortcuts = {r.get("shortcut") for r in runs if not r.is_plain}
+
+    def key(run: Run) -> tuple:
+        shortcut = () if len(residual_shortcuts) < 2 or run.is_plain else (run.get("shortcut"),)
+        return (run.get("depth"), *shortcut, *(run.get(k) for k in fields))
+
+    return key
+
+
+def _colours(runs: Sequence[Run]) -> tuple[Any, dict[Any, Any]]:
+    """(:func:`colour_key`, ``{key: colour}``), shared by both panels so plain-56 and resnet-56 match."""
+    key = colour_key(runs)
+    keys = sorted({key(r) for r in runs}, key=lambda k: (int(k[0] or 0), repr(k[1:])))
+    if len(keys) <= 10:
+        return key, {k: colormaps["tab10"](i) for i, k in enumerate(keys)}
+    if len(keys) <= 20:
+        return key, {k: colormaps["tab20"](i) for i, k in enumerate(keys)}
+    return key, {k: colormaps["viridis"](i / (len(keys) - 1)) for i, k in enumerate(keys)}
 
 
 def _seed_groups(runs: Sequence[Run]) -> list[tuple[str, list[Run]]]:
@@ -68,7 +88,7 @@ def curves_figure(runs: list[Run]) -> Figure:
     paper's Fig. 6 plots test error; our heldout runs evaluate the 5k validation split during
     training (``val/error``) and the test set once at the end, drawn as a star at the last step.
     """
-    colours = _colours(runs)
+    key, colours = _colours(runs)
     fig = Figure(figsize=(11, 4.2), constrained_layout=True)
     axes = fig.subplots(1, 2, sharey=True)
     groups = _seed_groups(runs)
@@ -77,7 +97,7 @@ def curves_figure(runs: list[Run]) -> Figure:
         for label, members in groups:
             if members[0].is_plain != plain:
                 continue
-            c = colours[members[0].get("depth")]
+            c = colours[key(members[0])]
             for tag, style in (("val/error", dict(lw=2.2, marker="o", ms=3)),
                                ("test/error", dict(marker="*", ms=10, ls="none")),
                                ("train/error", dict(lw=0.8, ls="--", alpha=0.8))):
@@ -120,7 +140,7 @@ ProfileLine = tuple[str, Sequence[str], Sequence[float], dict]
 
 
 def gradient_profiles(panels: Sequence[tuple[str, str, Sequence[ProfileLine]]], title: str = "",
-                      panel_size: tuple[float, float] = (5.5, 4.2)) -> Figure:
+                      panel_size: tuple[float, float] = (5.5, 4.2), legend_outside: bool = False) -> Figure:
     """Per-layer gradient profiles against relative depth (0: first layer, 1: last), log scale.
 
     A plain net's gradient that shrinks towards the input shows as a line falling to the left.
@@ -130,13 +150,22 @@ def gradient_profiles(panels: Sequence[tuple[str, str, Sequence[ProfileLine]]], 
         panels: ``(panel title, y label, lines)`` per panel, side by side.
         title: the figure's title (e.g. the run's name).
         panel_size: inches per panel (width, height).
+        legend_outside: one legend for the whole figure, right of the panels, instead of one
+            inside each: a sweep's 20+ lines would otherwise cover the panels or, with
+            constrained layout, squeeze them to nothing.
     """
-    fig = Figure(figsize=(panel_size[0] * len(panels), panel_size[1]), dpi=80, constrained_layout=True)
+    labels = {line[0] for _, _, lines in panels for line in lines if line[0]}
+    rows = max(1, int(panel_size[1] * 72 / 11) - 2)  # legend rows that fit the height at 7 pt
+    columns = -(-len(labels) // rows) if legend_outside else 0
+    longest = max((len(label) for label in labels), default=0)
+    width = panel_size[0] * len(panels) + columns * (0.6 + longest * 0.06)  # ~0.06 in per character at 7 pt
+    fig = Figure(figsize=(width, panel_size[1]), dpi=80, constrained_layout=True)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    handles: dict[str, Any] = {}
     for ax, (panel_title, ylabel, lines) in zip(axes, panels):
         for label, names, values, style in lines:
             x = [i / max(1, len(values) - 1) for i in range(len(values))]
-            ax.plot(x, values, marker=".", label=label, **style)
+            handles.setdefault(label, ax.plot(x, values, marker=".", label=label, **style)[0])
         if len(lines) == 1:
             names = lines[0][1]
             every = max(1, len(names) // 12)
@@ -147,28 +176,212 @@ def gradient_profiles(panels: Sequence[tuple[str, str, Sequence[ProfileLine]]], 
         ax.set_ylabel(ylabel)
         ax.set_title(panel_title, fontsize=9)
         ax.grid(alpha=0.3, which="both")
-        if any(line[0] for line in lines):
+        if not legend_outside and any(line[0] for line in lines):
             ax.legend(fontsize=7)
+    if legend_outside and labels:
+        fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=7, ncols=columns)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
 
 
-def profiles_figure(runs: list[Run]) -> Figure | None:
-    """The last measured per-layer gradient profiles of every run in summary.json (:data:`PROFILES`).
+def _seed_mean_profile(members: Sequence[Run], key: str, names_key: str,
+                       values_key: str) -> tuple[list[str], list[float]] | None:
+    """The geometric mean over seeds of a per-layer profile (a log-scale quantity), or None
+    if no seed has it. Seeds whose layer names differ from the first's are left out."""
+    profiles = [p for m in members if (p := profile(m, key, names_key, values_key)) is not None]
+    if not profiles:
+        return None
+    names = profiles[0][0]
+    same = np.array([v for n, v in profiles if n == names], dtype=float)
+    with np.errstate(divide="ignore"):
+        return names, [float(v) for v in np.exp(np.log(same).mean(axis=0))]
 
-    One line per run, dotted for plain nets, one colour per depth. None when no run has any.
+
+def profiles_figure(runs: list[Run]) -> Figure | None:
+    """The last measured per-layer gradient profiles in summary.json (:data:`PROFILES`).
+
+    One line per experiment: the geometric mean over its seeds (each run alone if it did not
+    complete); dotted for plain nets, colours as in :func:`curves_figure`, one legend beside
+    the panels. None when no run has any.
     """
-    colours = _colours(runs)
+    key, colours = _colours(runs)
     panels = []
-    for key, names_key, values_key, ylabel in PROFILES:
-        lines = []
-        for run in runs:
-            if (p := profile(run, key, names_key, values_key)) is None:
+    for diag_key, names_key, values_key, ylabel in PROFILES:
+        lines, steps = [], []
+        for label, members in _seed_groups(runs):
+            if (p := _seed_mean_profile(members, diag_key, names_key, values_key)) is None:
                 continue
-            step = run.diagnostics[key].get("step")
-            lines.append((f"{run.name} (step {step})" if step is not None else run.name, p[0], p[1],
-                          dict(color=colours[run.get("depth")], ls=":" if run.is_plain else "-")))
-        if lines:
-            panels.append((f"diagnostics.{key} (dotted: plain)", ylabel, lines))
-    return gradient_profiles(panels) if panels else None
+            steps.append(members[0].diagnostics[diag_key].get("step"))
+            lines.append([label, p[0], p[1], dict(color=colours[key(members[0])],
+                                                  ls=":" if members[0].is_plain else "-")])
+        if not lines:
+            continue
+        title = f"diagnostics.{diag_key} (dotted: plain; seeds: geometric mean)"
+        if len(set(steps)) == 1:  # one step for all: say it once
+            title += f", step {steps[0]}" if steps[0] is not None else ""
+        else:
+            for line, step in zip(lines, steps):
+                line[0] += f" (step {step})" if step is not None else ""
+        panels.append((title, ylabel, [tuple(line) for line in lines]))
+    return gradient_profiles(panels, legend_outside=True) if panels else None
+
+
+#: Markers of the runs that did not complete in :func:`depth_figure`.
+FAILED_MARKER = dict(marker="x", ms=8, mew=2, ls="none")
+
+
+def _families(runs: Sequence[Run]) -> dict[str, list[Run]]:
+    """Runs per model family (summary.json ``model``: CifarResNet, MLP, VisionTransformer, ...)."""
+    return {f: [r for r in runs if str(r.get("model")) == f] for f in sorted({str(r.get("model")) for r in runs})}
+
+
+def _line_namer(members: Sequence[Run]):
+    """A function run -> its line's name within one family's runs: ``plain``/``residual`` (with
+    the shortcut when the family has several) and the other fields that vary but depth."""
+    from residual_lab.results.tables import varying_fields  # tables imports nothing from here
+
+    fields = [k for k in varying_fields(members, completed_only=False) if k not in ("depth", "shortcut", "run_name")]
+    residual_shortcuts = {r.get("shortcut") for r in members if not r.is_plain}
+
+    def name(run: Run) -> str:
+        kind = "plain" if run.is_plain else (
+            f"residual ({run.get('shortcut')})" if len(residual_shortcuts) > 1 else "residual")
+        return ", ".join([kind, *(f"{k}={run.get(k)}" for k in fields)])
+
+    return name
+
+
+def depth_lines(runs: Sequence[Run], metric: str = "train_loss") -> dict[str, dict[str, dict[int, list[float]]]]:
+    """``{model family: {line: {depth: [metric per completed seed]}}}`` of a sweep over depth.
+
+    A line is one net at every depth: plain or residual (with its shortcut when the family
+    has several) and the other fields that vary within the family (norm, block, width, ...),
+    named like ``residual (identity), norm=none``. Families with a single depth are left out.
+    """
+    out: dict[str, dict[str, dict[int, list[float]]]] = {}
+    for family, members in _families(runs).items():
+        if len({r.get("depth") for r in members}) < 2:
+            continue
+        label_of = _line_namer(members)
+        lines: dict[str, dict[int, list[float]]] = {}
+        for run in sorted(members, key=lambda r: (not r.is_plain, int(r.get("depth") or 0))):
+            label = label_of(run)
+            values = lines.setdefault(label, {}).setdefault(int(run.get("depth")), [])
+            if run.status == "completed" and run.get(metric) is not None:
+                values.append(float(run.get(metric)))
+        out[family] = lines
+    return out
+
+
+def depth_figure(runs: Sequence[Run], metric: str = "train_loss") -> Figure | None:
+    """The final training loss against depth, plain (dashed) against residual (solid) nets,
+    one panel per model family: where a plain net stops training as it gets deeper, its line
+    rises to chance (ln 10 = 2.30 for 10 classes) while its residual twin's stays down.
+
+    Each point: the mean over completed seeds, the bar ± one sample std. A depth where no
+    seed completed (diverged, failed) is an x at the top of the panel. Colours name the other
+    fields that vary (norm, block, ...), shared by a plain net and its twin. None when no
+    family was run at two depths or more.
+    """
+    families = depth_lines(runs, metric)
+    if not families:
+        return None
+    fig = Figure(figsize=(4.4 * len(families), 3.8), constrained_layout=True)
+    axes = fig.subplots(1, len(families), squeeze=False)[0]
+    for ax, (family, lines) in zip(axes, families.items()):
+        variants = sorted({label.split(", ", 1)[1] if ", " in label else "" for label in lines})
+        for label, by_depth in lines.items():
+            variant = label.split(", ", 1)[1] if ", " in label else ""
+            style = dict(color=colormaps["tab10"](variants.index(variant) % 10),
+                         ls="--" if label.startswith("plain") else "-")
+            done = {d: v for d, v in sorted(by_depth.items()) if v}
+            if done:
+                depths = list(done)
+                mean = [float(np.mean(v)) for v in done.values()]
+                std = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in done.values()]
+                n = sorted({len(v) for v in done.values()})
+                ax.errorbar(depths, mean, yerr=std, marker="o", ms=4, capsize=3,
+                            label=f"{label} (n={'-'.join(map(str, n))})", **style)
+            failed = [d for d, v in by_depth.items() if not v]
+            if failed:
+                ax.plot(failed, [1.0] * len(failed), transform=ax.get_xaxis_transform(), clip_on=False,
+                        color=style["color"], **FAILED_MARKER)
+        ax.set_xscale("log", base=2)
+        depths = sorted({d for by_depth in lines.values() for d in by_depth})
+        ax.set_xticks(depths, [str(d) for d in depths])
+        ax.minorticks_off()
+        ax.set_xlabel("depth (layers / blocks)")
+        ax.set_ylabel(f"final {metric.replace('_', ' ')}")
+        ax.set_title(family, fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=6)
+    fig.suptitle("dashed: plain, solid: residual; mean ± 1 sample std over seeds; x: no seed completed",
+                 fontsize=9)
+    return fig
+
+
+def _token_stats(run: Run, when: str) -> dict[str, Any] | None:
+    """summary.json's ``diagnostics.token_stats`` at the end (``when="end"``) or at init."""
+    stats = run.diagnostics.get("token_stats") or {}
+    stats = stats.get("initial") if when == "init" else stats
+    return stats if stats and stats.get("var_ratio") and stats.get("rank_collapse") else None
+
+
+def token_stats_figure(runs: Sequence[Run]) -> Figure | None:
+    """The Transformer diagnostics of :class:`~residual_lab.callbacks.TokenStats` against depth.
+
+    Left: Var[F(x)] / Var[x + F(x)] averaged over a net's blocks (Liu et al. 2020: about 1/2 in
+    post-LN blocks, smaller in pre-LN ones); residual nets only (a plain block's ratio is 1 by
+    definition). Middle: ||X - 1 x^T|| / ||X|| of the last block's output tokens (Dong et al.
+    2021: towards 0 with depth without skips). Right: the ratio per block of each variant's
+    deepest net. Open markers, dotted: at init; filled, solid: at the last measurement. Each
+    point is the mean over completed seeds. None when no completed run logged token stats.
+    """
+    done = [r for r in runs if r.status == "completed" and _token_stats(r, "end")]
+    if not done:
+        return None
+    fig = Figure(figsize=(14, 4), constrained_layout=True)
+    axes = fig.subplots(1, 3)
+    variants: dict[str, list[Run]] = {}
+    for family, members in _families(done).items():
+        label_of = _line_namer(members)
+        for run in members:
+            variants.setdefault(label_of(run) if len(_families(done)) == 1 else f"{family}: {label_of(run)}",
+                                []).append(run)
+    for i, (label, members) in enumerate(sorted(variants.items())):
+        colour = colormaps["tab10"](i % 10)
+        depths = sorted({int(r.get("depth")) for r in members})
+        for when, style in (("init", dict(ls=":", mfc="none")), ("end", dict(ls="-"))):
+            var = [np.mean([np.mean(_token_stats(r, when)["var_ratio"]) for r in members
+                            if int(r.get("depth")) == d and _token_stats(r, when)]) for d in depths]
+            rank = [np.mean([_token_stats(r, when)["rank_collapse"][-1] for r in members
+                             if int(r.get("depth")) == d and _token_stats(r, when)]) for d in depths]
+            tag = f"{label} ({when})"
+            if not members[0].is_plain:
+                axes[0].plot(depths, var, marker="o", color=colour, label=tag, **style)
+            axes[1].plot(depths, rank, marker="o", color=colour, label=tag, **style)
+        deepest = [r for r in members if int(r.get("depth")) == depths[-1]]
+        if deepest and not members[0].is_plain:
+            per_block = np.mean([_token_stats(r, "end")["var_ratio"] for r in deepest], axis=0)
+            axes[2].plot(range(len(per_block)), per_block, marker=".", color=colour,
+                         label=f"{label}, depth {depths[-1]}")
+    for ax, title, ylabel in ((axes[0], "branch share, mean over blocks", "Var[F(x)] / Var[x + F(x)]"),
+                              (axes[1], "rank collapse of the output tokens", "||X - 1 x^T|| / ||X||"),
+                              (axes[2], "branch share per block (deepest net, end)", "Var[F(x)] / Var[x + F(x)]")):
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both")
+        if ax.lines:
+            ax.legend(fontsize=6)
+    for ax in axes[:2]:
+        ax.set_xscale("log", base=2)
+        depths = sorted({int(r.get("depth")) for r in done})
+        ax.set_xticks(depths, [str(d) for d in depths])
+        ax.minorticks_off()
+        ax.set_xlabel("depth (blocks)")
+    axes[0].set_yscale("log")
+    axes[2].set_yscale("log")
+    axes[2].set_xlabel("sub-block (attention, MLP, attention, ...)")
+    fig.suptitle("open markers, dotted: at init; filled, solid: last measurement; mean over seeds", fontsize=9)
+    return fig

@@ -1,0 +1,126 @@
+"""The report's figures built from summaries alone: depth curves, colours, per-layer profiles."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from residual_lab.results.loading import Run, load_run
+from residual_lab.results.plots import _colours, depth_figure, depth_lines, profiles_figure, token_stats_figure
+
+
+def summary_run(tmp_path: Path, **fields) -> Run:
+    """A run directory holding only summary.json (an MLP sweep's run unless ``fields`` say otherwise)."""
+    summary = {"run_name": "mlp", "model": "MLP", "depth": 4, "shortcut": "identity", "block": "basic",
+               "width": 256, "norm": "batch", "seed": 0, "status": "completed", "train_loss": 1.0,
+               "train_error": 50.0, "test_error": 50.0, "dataset": "imagefolder", "protocol": "heldout",
+               "max_steps": 500, "optimizer": "Adam", "lr": 0.001, **fields}
+    path = tmp_path / f"run{len(list(tmp_path.glob('run*')))}"
+    path.mkdir()
+    (path / "summary.json").write_text(json.dumps(summary))
+    return load_run(path)
+
+
+def test_depth_lines_are_one_net_per_line_seeds_pooled_per_depth(tmp_path):
+    runs = [summary_run(tmp_path, depth=d, shortcut=s, norm=n, seed=seed, train_loss=loss)
+            for d, s, n, seed, loss in [(4, "none", "batch", 0, 1.5), (4, "none", "batch", 1, 1.7),
+                                        (64, "none", "batch", 0, 2.3), (64, "none", "batch", 1, 2.31),
+                                        (4, "identity", "batch", 0, 1.4), (64, "identity", "batch", 0, 1.6),
+                                        (4, "identity", "none", 0, 1.45)]]
+    runs.append(summary_run(tmp_path, depth=64, shortcut="identity", norm="none", status="diverged", train_loss=None))
+    runs.append(summary_run(tmp_path, model="CifarResNet", depth=20))  # one depth: no panel
+    assert depth_lines(runs) == {"MLP": {
+        "plain, norm=batch": {4: [1.5, 1.7], 64: [2.3, 2.31]},
+        "residual, norm=batch": {4: [1.4], 64: [1.6]},
+        "residual, norm=none": {4: [1.45], 64: []},
+    }}
+
+
+def test_depth_lines_name_the_shortcut_when_a_family_has_several(tmp_path):
+    runs = [summary_run(tmp_path, depth=d, shortcut=s) for d in (20, 56) for s in ("none", "identity", "projection")]
+    assert list(depth_lines(runs)["MLP"]) == ["plain", "residual (identity)", "residual (projection)"]
+
+
+def test_depth_figure_draws_the_seed_mean_and_marks_a_depth_where_no_seed_completed(tmp_path):
+    runs = [summary_run(tmp_path, depth=d, shortcut="none", seed=seed, train_loss=loss)
+            for d, seed, loss in [(4, 0, 1.0), (4, 1, 2.0), (8, 0, 3.0)]]
+    runs.append(summary_run(tmp_path, depth=16, shortcut="none", status="diverged", train_loss=None))
+    ax = depth_figure(runs).axes[0]
+    drawn = [(list(line.get_xdata()), list(line.get_ydata())) for line in ax.lines]
+    assert ([4, 8], [1.5, 3.0]) in drawn              # mean over seeds 0 and 1 at depth 4
+    assert ([16], [1.0]) in drawn                     # the x at the top of the panel (axes fraction)
+    bar = next(c for c in ax.collections if len(c.get_segments()) == 2).get_segments()[0]
+    assert bar[:, 1].tolist() == pytest.approx([1.5 - math.sqrt(0.5), 1.5 + math.sqrt(0.5)])  # ± sample std
+
+
+def test_a_single_depth_draws_no_depth_figure(tmp_path):
+    assert depth_figure([summary_run(tmp_path), summary_run(tmp_path, shortcut="none")]) is None
+
+
+def test_colours_match_a_plain_net_and_its_twin_and_tell_norms_apart(tmp_path):
+    runs = {(s, n): summary_run(tmp_path, shortcut=s, norm=n) for s in ("none", "identity") for n in ("batch", "none")}
+    key, colours = _colours(list(runs.values()))
+    colour = {k: colours[key(r)] for k, r in runs.items()}
+    assert colour["none", "batch"] == colour["identity", "batch"]
+    assert colour["none", "none"] == colour["identity", "none"]
+    assert colour["identity", "batch"] != colour["identity", "none"]  # before: one colour per depth only
+
+
+def profile_run(tmp_path: Path, depth: int, seed: int, scale: float, **fields) -> Run:
+    names = [f"b{i}" for i in range(depth)]
+    diagnostics = {"grad_norm": {"step": 499, "layers": names, "grad_norm": [scale] * depth},
+                   "block_grad": {"step": 499, "blocks": names, "grad_norm": [scale * 2] * depth}}
+    return summary_run(tmp_path, depth=depth, seed=seed, diagnostics=diagnostics, **fields)
+
+
+def test_profiles_are_the_geometric_mean_over_seeds(tmp_path):
+    runs = [profile_run(tmp_path, 4, 0, 1e-2), profile_run(tmp_path, 4, 1, 1e-4)]
+    fig = profiles_figure(runs)
+    (line,) = fig.axes[0].lines
+    assert np.allclose(line.get_ydata(), 1e-3)
+    assert "step 499" in fig.axes[0].get_title()
+
+
+def test_profiles_of_a_40_run_sweep_keep_their_panels(tmp_path):
+    """The depth_mlp sweep (20 nets x 2 seeds): one legend per panel squeezed both panels to
+    nothing ("constrained_layout not applied because axes sizes collapsed to zero")."""
+    runs = [profile_run(tmp_path, d, seed, 10.0 ** -d / seed if seed else 1.0, shortcut=s, norm=n,
+                        run_name=f"{'plain-' if s == 'none' else ''}mlp-{d}-{s}-norm_{n}")
+            for d in (4, 8, 16, 32, 64) for s in ("none", "identity") for n in ("batch", "none") for seed in (0, 1)]
+    fig = profiles_figure(runs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig.savefig(tmp_path / "profiles.png", dpi=40)
+    assert all(ax.get_position().width > 0.15 and ax.get_position().height > 0.5 for ax in fig.axes)
+    assert len(fig.legends) == 1 and len(fig.legends[0].get_texts()) == 20  # one entry per net, seeds pooled
+
+
+def vit_run(tmp_path: Path, depth: int, shortcut: str, seed: int, rank_end: float, var_end: float) -> Run:
+    names = [f"b{i // 2}.{'attn' if i % 2 == 0 else 'mlp'}" for i in range(2 * depth)]
+    end = {"step": 450, "blocks": names, "var_ratio": [var_end] * len(names),
+           "rank_collapse": [0.9] * (len(names) - 1) + [rank_end]}
+    init = {"step": 0, "blocks": names, "var_ratio": [1e-3] * len(names), "rank_collapse": [0.86] * len(names)}
+    return summary_run(tmp_path, model="VisionTransformer", depth=depth, shortcut=shortcut, block="preln", seed=seed,
+                       norm="layer", diagnostics={"token_stats": {**end, "initial": init}})
+
+
+def test_token_stats_figure_plots_the_last_blocks_rank_and_the_mean_branch_share_over_depth(tmp_path):
+    runs = [vit_run(tmp_path, d, s, seed, rank, var) for d, s, seed, rank, var in [
+        (2, "identity", 0, 0.8, 0.2), (2, "identity", 1, 0.6, 0.4), (8, "identity", 0, 0.7, 0.1),
+        (2, "none", 0, 0.5, 1.0), (8, "none", 0, 0.01, 1.0)]]
+    share, rank, per_block = token_stats_figure(runs).axes[:3]
+    lines = {line.get_label(): line.get_ydata().tolist() for line in rank.lines}
+    assert lines["residual (end)"] == pytest.approx([0.7, 0.7])    # seeds' mean at depth 2, one seed at 8
+    assert lines["plain (end)"] == pytest.approx([0.5, 0.01])
+    assert lines["plain (init)"] == pytest.approx([0.86, 0.86])
+    assert {line.get_label() for line in share.lines} == {"residual (init)", "residual (end)"}  # plain: 1 by definition
+    assert [line.get_ydata().tolist() for line in per_block.lines] == [pytest.approx([0.1] * 16)]
+
+
+def test_nets_without_token_stats_draw_no_token_figure(tmp_path):
+    assert token_stats_figure([summary_run(tmp_path, depth=d) for d in (4, 8)]) is None
