@@ -287,7 +287,7 @@ def depth_figure(runs: Sequence[Run], metric: str = "train_loss") -> Figure | No
     families = depth_lines(runs, metric)
     if not families:
         return None
-    fig = Figure(figsize=(4.4 * len(families), 3.8), constrained_layout=True)
+    fig = Figure(figsize=(max(6.0, 4.4 * len(families)), 3.8), constrained_layout=True)  # room for the title
     axes = fig.subplots(1, len(families), squeeze=False)[0]
     for ax, (family, lines) in zip(axes, families.items()):
         variants = sorted({label.split(", ", 1)[1] if ", " in label else "" for label in lines})
