@@ -124,3 +124,11 @@ def test_token_stats_figure_plots_the_last_blocks_rank_and_the_mean_branch_share
 
 def test_nets_without_token_stats_draw_no_token_figure(tmp_path):
     assert token_stats_figure([summary_run(tmp_path, depth=d) for d in (4, 8)]) is None
+
+
+def test_the_chance_loss_is_a_line_only_when_asked_for(tmp_path):
+    runs = [summary_run(tmp_path, depth=d) for d in (4, 8)]
+    assert not any(line.get_label().startswith("chance") for line in depth_figure(runs).axes[0].lines)
+    (chance,) = [line for line in depth_figure(runs, chance=math.log(10)).axes[0].lines
+                 if line.get_label().startswith("chance")]
+    assert list(chance.get_ydata()) == [math.log(10)] * 2 and chance.get_label() == "chance (2.3)"

@@ -274,7 +274,7 @@ def depth_lines(runs: Sequence[Run], metric: str = "train_loss") -> dict[str, di
     return out
 
 
-def depth_figure(runs: Sequence[Run], metric: str = "train_loss") -> Figure | None:
+def depth_figure(runs: Sequence[Run], metric: str = "train_loss", chance: float | None = None) -> Figure | None:
     """The final training loss against depth, plain (dashed) against residual (solid) nets,
     one panel per model family: where a plain net stops training as it gets deeper, its line
     rises to chance (ln 10 = 2.30 for 10 classes) while its residual twin's stays down.
@@ -282,7 +282,9 @@ def depth_figure(runs: Sequence[Run], metric: str = "train_loss") -> Figure | No
     Each point: the mean over completed seeds, the bar ± one sample std. A depth where no
     seed completed (diverged, failed) is an x at the top of the panel. Colours name the other
     fields that vary (norm, block, ...), shared by a plain net and its twin. None when no
-    family was run at two depths or more.
+    family was run at two depths or more. ``chance``: the loss of a constant uniform guess
+    (ln 10 for 10 classes), drawn as a grey line when given (summary.json does not say how
+    many classes a run had).
     """
     families = depth_lines(runs, metric)
     if not families:
@@ -307,6 +309,8 @@ def depth_figure(runs: Sequence[Run], metric: str = "train_loss") -> Figure | No
             if failed:
                 ax.plot(failed, [1.0] * len(failed), transform=ax.get_xaxis_transform(), clip_on=False,
                         color=style["color"], **FAILED_MARKER)
+        if chance is not None:
+            ax.axhline(chance, color="grey", ls=":", lw=1, label=f"chance ({chance:.3g})")
         ax.set_xscale("log", base=2)
         depths = sorted({d for by_depth in lines.values() for d in by_depth})
         ax.set_xticks(depths, [str(d) for d in depths])
