@@ -27,15 +27,21 @@ PROFILES = (
 )
 
 
+def _variant_fields(runs: Sequence[Run]) -> tuple[list[str], set]:
+    """What tells nets of a sweep apart besides depth and plain-vs-residual: the fields that
+    vary (norm, block, init, ...) and the residual nets' shortcuts (A/B/C when several)."""
+    from residual_lab.results.tables import varying_fields  # tables imports nothing from here
+
+    fields = [k for k in varying_fields(runs, completed_only=False) if k not in ("depth", "shortcut", "run_name")]
+    return fields, {r.get("shortcut") for r in runs if not r.is_plain}
+
+
 def colour_key(runs: Sequence[Run]):
     """A function run -> the key its colour is looked up by: the depth and every other field
     that varies in ``runs``, except what tells a plain net from its residual twin (shortcut
     ``none``, the run name). plain-56 and resnet-56 share a colour (Fig. 6); norm=batch and
     norm=none, pre-norm and post-norm, shortcut A and B get different ones."""
-    from residual_lab.results.tables import varying_fields  # tables imports nothing from here
-
-    fields = [k for k in varying_fields(runs, completed_only=False) if k not in ("depth", "shortcut", "run_name")]
-    residual_shortcuts = {r.get("shortcut") for r in runs if not r.is_plain}
+    fields, residual_shortcuts = _variant_fields(runs)
 
     def key(run: Run) -> tuple:
         shortcut = () if len(residual_shortcuts) < 2 or run.is_plain else (run.get("shortcut"),)
@@ -239,10 +245,7 @@ def _families(runs: Sequence[Run]) -> dict[str, list[Run]]:
 def _line_namer(members: Sequence[Run]):
     """A function run -> its line's name within one family's runs: ``plain``/``residual`` (with
     the shortcut when the family has several) and the other fields that vary but depth."""
-    from residual_lab.results.tables import varying_fields  # tables imports nothing from here
-
-    fields = [k for k in varying_fields(members, completed_only=False) if k not in ("depth", "shortcut", "run_name")]
-    residual_shortcuts = {r.get("shortcut") for r in members if not r.is_plain}
+    fields, residual_shortcuts = _variant_fields(members)
 
     def name(run: Run) -> str:
         kind = "plain" if run.is_plain else (
@@ -348,11 +351,12 @@ def token_stats_figure(runs: Sequence[Run]) -> Figure | None:
     fig = Figure(figsize=(14, 4), constrained_layout=True)
     axes = fig.subplots(1, 3)
     variants: dict[str, list[Run]] = {}
-    for family, members in _families(done).items():
+    families = _families(done)
+    for family, members in families.items():
         label_of = _line_namer(members)
         for run in members:
-            variants.setdefault(label_of(run) if len(_families(done)) == 1 else f"{family}: {label_of(run)}",
-                                []).append(run)
+            label = label_of(run) if len(families) == 1 else f"{family}: {label_of(run)}"
+            variants.setdefault(label, []).append(run)
     for i, (label, members) in enumerate(sorted(variants.items())):
         colour = colormaps["tab10"](i % 10)
         depths = sorted({int(r.get("depth")) for r in members})
