@@ -341,7 +341,7 @@ def token_stats_figure(runs: Sequence[Run]) -> Figure | None:
     Left: Var[F(x)] / Var[x + F(x)] averaged over a net's blocks (Liu et al. 2020: about 1/2 in
     post-LN blocks, smaller in pre-LN ones); residual nets only (a plain block's ratio is 1 by
     definition). Middle: ||X - 1 x^T|| / ||X|| of the last block's output tokens (Dong et al.
-    2021: towards 0 with depth without skips). Right: the ratio per block of each variant's
+    2021: towards 0 with depth without skips), on a log scale like the others. Right: the ratio per block of each variant's
     deepest net. Open markers, dotted: at init; filled, solid: at the last measurement. Each
     point is the mean over completed seeds. None when no completed run logged token stats.
     """
@@ -388,8 +388,8 @@ def token_stats_figure(runs: Sequence[Run]) -> Figure | None:
         ax.set_xticks(depths, [str(d) for d in depths])
         ax.minorticks_off()
         ax.set_xlabel("depth (blocks)")
-    axes[0].set_yscale("log")
-    axes[2].set_yscale("log")
+    for ax in axes:  # collapsed tokens sit at ~1e-7 (float32), branch shares span 4 decades
+        ax.set_yscale("log")
     axes[2].set_xlabel("sub-block (attention, MLP, attention, ...)")
     fig.suptitle("open markers, dotted: at init; filled, solid: last measurement; mean over seeds", fontsize=9)
     return fig
