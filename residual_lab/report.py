@@ -131,8 +131,9 @@ def verdicts_markdown(rows: list[Row], metric: str = "train_error") -> str:
     contexts: dict[tuple, list[Row]] = {}
     for row in rows:
         contexts.setdefault(_context(row), []).append(row)
+    differ = {k for ctx in contexts for k, _ in ctx if len({dict(c).get(k) for c in contexts}) > 1}
     out = []
-    for ctx_rows in contexts.values():
+    for ctx, ctx_rows in contexts.items():
         plain = {int(r.key["depth"]): r for r in ctx_rows if r.key["shortcut"] == "none"}
         residual: dict[str, dict[int, Row]] = {}
         for r in ctx_rows:
@@ -164,9 +165,10 @@ def verdicts_markdown(rows: list[Row], metric: str = "train_error") -> str:
                            "higher": "the deeper ResNet degrades, unlike Fig. 6 (iii)"}.get(o.outcome)
                 lines.append(f"- {o.text}" + (f"; {verdict}." if verdict else "."))
         if lines:
-            label = ctx_rows[0].label
+            # what tells this group from the others (norm=none, block=postln), else the row's label
+            label = ", ".join(f"{k}={v}" for k, v in ctx if k in differ) or ctx_rows[0].label
             if len(contexts) > 1 or label != "–":
-                out += [f"**{label if label != '–' else 'the rest'}**", ""]
+                out += [f"**{label}**", ""]
             out += lines + [""]
     return "\n".join(out).rstrip()
 

@@ -482,3 +482,13 @@ def test_notebook_runs_on_a_sweep(sweep, monkeypatch):
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "runs: 4 (completed: 4)" in outputs
     assert "plain-14" in outputs and "resnet-14-identity" in outputs
+
+
+def test_orderings_of_each_block_are_headed_by_the_block(tmp_path):
+    """Pre-LN and post-LN ViTs in one sweep: both groups were headed "the rest"."""
+    runs = [fake_run(tmp_path, seed, 60.0 + depth / 10 + (20 if shortcut == "none" else 0), depth=depth,
+                     shortcut=shortcut, block=block, run_name=f"{shortcut}-{depth}-{block}")
+            for block in ("preln", "postln") for depth in (2, 4) for shortcut in ("none", "identity")
+            for seed in (0, 1, 2)]
+    text = verdicts_markdown(aggregate(runs))
+    assert [line for line in text.splitlines() if line.startswith("**")] == ["**block=postln**", "**block=preln**"]
