@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Callable
 
@@ -111,6 +112,38 @@ class ImageClassifier(L.LightningModule):
         """Mean train loss and error (%) over the last logging window (syncs: call rarely)."""
         loss, error = self._window[:, : max(1, self._window_filled)].mean(1).tolist()
         return {"train_loss": loss, "train_error": error}
+
+    @torch.no_grad()
+    def evaluate(self, batches) -> dict[str, float]:
+        """Error (%) and mean loss of the current weights over ``batches``, in eval mode.
+
+        Used on the whole, unaugmented training split at the end of a fit
+        (``train_error_full``): BN then uses its running statistics, as at test time, so
+        the number measures the net, not the last minibatches' noise. Counts are summed
+        over DDP ranks (each evaluates its shard); the precision plugin's autocast applies
+        as in ``test``. The module's train/eval mode is restored afterwards.
+        """
+        was_training = self.training
+        self.eval()
+        wrong = torch.zeros((), dtype=torch.float64, device=self.device)
+        loss_sum, count = torch.zeros_like(wrong), torch.zeros_like(wrong)
+        forward_context = self.trainer.strategy.precision_plugin.forward_context() \
+            if self._trainer is not None else contextlib.nullcontext()
+        try:
+            with forward_context:
+                for images, labels in batches:
+                    logits = self(images.to(self.device))
+                    labels = labels.to(self.device)
+                    loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").double()
+                    wrong += (logits.argmax(1) != labels).sum()
+                    count += len(labels)
+        finally:
+            self.train(was_training)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            wrong, loss_sum, count = (self.trainer.strategy.reduce(t, reduce_op="sum")
+                                      for t in (wrong, loss_sum, count))
+        n = max(1.0, float(count))
+        return {"error": float(wrong) / n * 100, "loss": float(loss_sum) / n, "images": int(count)}
 
     def _eval_step(self, batch, metrics: MetricCollection, loss_metric: MeanMetric) -> None:
         images, labels = batch

@@ -115,7 +115,7 @@ def train(cfg: DictConfig, resume: bool = False) -> dict[str, Any]:
         log.info("resuming %s from %s", cfg.run_name, ckpt_path)
     log.info("%s: %d parameters, output in %s", cfg.run_name, params, output_dir)
 
-    status, reason, test, diverged_at = "completed", None, {}, None
+    status, reason, test, full, diverged_at = "completed", None, {}, {}, None
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except Diverged as err:
@@ -132,10 +132,12 @@ def train(cfg: DictConfig, resume: bool = False) -> dict[str, Any]:
         (output_dir / "checkpoints" / "interrupted.ckpt").unlink(missing_ok=True)
         # protocol=heldout: the best-validation checkpoint (never chosen on test);
         # protocol=paper: the final weights.
+        full = final_weights_errors(module, datamodule, tested_final=best is None)
         test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)[0]
 
     summary = run_summary(cfg, trainer, params=params, status=status, reason=reason, val=val, test=test, best=best,
-                          resumed_from=ckpt_path, elapsed_s=time.perf_counter() - start, diverged_at=diverged_at)
+                          resumed_from=ckpt_path, elapsed_s=time.perf_counter() - start, diverged_at=diverged_at,
+                          full=full)
     if status == "completed":
         for lg in trainer.loggers:
             lg.log_hyperparams({k: summary[k] for k in ("depth", "shortcut", "block", "width", "norm", "seed",
@@ -146,10 +148,26 @@ def train(cfg: DictConfig, resume: bool = False) -> dict[str, Any]:
     return summary
 
 
+def final_weights_errors(module: L.LightningModule, datamodule: L.LightningDataModule,
+                         tested_final: bool) -> dict[str, float]:
+    """The final weights' error and loss on the whole training split, in eval mode without
+    augmentation (``train_error_full``: the report's training error, docs/reproducing.md), and
+    on the test split when ``test`` will score another checkpoint (protocol=heldout tests the
+    best-validation one; ``test_error_final`` is then the final weights' own)."""
+    device = module.device
+    train = module.evaluate(datamodule.eval_batches("train", device))
+    out = {"train_error_full": train["error"], "train_loss_full": train["loss"]}
+    if not tested_final:
+        test = module.evaluate(datamodule.eval_batches("test", device))
+        out.update(test_error_final=test["error"], test_loss_final=test["loss"])
+    return out
+
+
 def hparam_metrics(summary: dict[str, Any]) -> dict[str, float]:
     """The HParams tab's metrics: the final errors a run has (protocol=paper has no val error;
     a missing value is left out, never written as a sentinel a plot would show as data)."""
-    keys = {"hp/train_error": "train_error", "hp/val_error": "val_error", "hp/test_error": "test_error"}
+    keys = {"hp/train_error": "train_error", "hp/train_error_full": "train_error_full",
+            "hp/val_error": "val_error", "hp/test_error": "test_error"}
     return {tag: summary[key] for tag, key in keys.items() if summary.get(key) is not None}
 
 

@@ -9,7 +9,11 @@ diagnostics to 4 significant digits, seconds to 0.1 s.
 ``dataset`` names the data (``cifar10``, an image folder's directory name, ``synthetic``) and
 ``data_root`` is the absolute directory it was read from; ``data`` is the source's class.
 
-``summary_version`` 2 is this layout; a summary without it (version 1: sorted keys, accuracy,
+``train_error_full`` (version 3 on) is the final weights' error on the whole training split in
+eval mode, without augmentation: the report's training error (docs/reproducing.md). ``train_error``
+is the mean over the last logging window (train mode, augmented batches): a curve's last point.
+
+``summary_version`` 3 is this layout (2 lacked ``train_error_full``); a summary without it (version 1: sorted keys, accuracy,
 recall and F1 as fractions, no ``dataset`` before the field existed) is converted on reading by
 :func:`upgrade`.
 """
@@ -28,18 +32,18 @@ from residual_lab.io import atomic_write
 #: Statuses a run can end with.
 STATUSES = ("completed", "diverged", "failed", "interrupted")
 SUMMARY_FILE = "summary.json"
-SUMMARY_VERSION = 2
+SUMMARY_VERSION = 3
 
 #: Rates in percent (2 decimals). Version-1 summaries held the last three as fractions.
-PERCENT = ("test_error", "best_val_error", "val_error", "train_error", "test_accuracy", "test_recall_macro",
-           "test_f1_macro")
+PERCENT = ("test_error", "best_val_error", "val_error", "train_error_full", "train_error", "test_error_final",
+           "test_accuracy", "test_recall_macro", "test_f1_macro")
 FRACTIONS_IN_VERSION_1 = ("test_accuracy", "test_recall_macro", "test_f1_macro")
 
 #: The order of summary.json: outcome, errors, settings, progress; anything else after, then
 #: ``diagnostics``.
 ORDER = (
     "status", "reason",
-    *PERCENT, "test_loss", "val_loss", "train_loss",
+    *PERCENT, "test_loss", "val_loss", "train_loss_full", "train_loss", "test_loss_final",
     "run_name", "model", "depth", "shortcut", "block", "width", "norm", "init", "params",
     "dataset", "data_root", "data", "protocol", "seed", "batch_size", "optimizer", "lr", "max_steps", "precision",
     "steps", "epochs", "wall_time_s", "train_images_per_s",
@@ -125,7 +129,7 @@ def tidy(fields: dict[str, Any]) -> dict[str, Any]:
 def upgrade(summary: dict[str, Any]) -> dict[str, Any]:
     """A summary of any version in this version's units: version-1 accuracy, recall and F1
     (fractions) become percent. Nothing else changes; the file is never rewritten."""
-    if summary.get("summary_version", 1) >= SUMMARY_VERSION:
+    if summary.get("summary_version", 1) >= 2:  # versions 2 and 3 differ only in added fields
         return summary
     out = dict(summary)
     for key in FRACTIONS_IN_VERSION_1:
@@ -145,7 +149,8 @@ def epochs(trainer: Any, steps: int) -> float | None:
 
 def run_summary(cfg: DictConfig, trainer: Any, *, params: int, status: str, reason: str | None,
                 val: dict[str, float], test: dict[str, float], best: str | None, resumed_from: str | None,
-                elapsed_s: float, diverged_at: int | None = None) -> dict[str, Any]:
+                elapsed_s: float, diverged_at: int | None = None,
+                full: dict[str, float] | None = None) -> dict[str, Any]:
     """The summary of a finished (or stopped) fit, in the layout of this module.
 
     Args:
@@ -155,6 +160,9 @@ def run_summary(cfg: DictConfig, trainer: Any, *, params: int, status: str, reas
         elapsed_s: this session's wall time; earlier sessions' (a resumed run) are added from
             the checkpoint (:meth:`ImageClassifier.wall_time_before`).
         diverged_at: the step the loss went non-finite, reported as ``steps``.
+        full: the final weights' errors on whole splits in eval mode (``train_error_full``,
+            the report's training error; ``test_error_final`` where ``test`` scored another
+            checkpoint), from :func:`residual_lab.run.final_weights_errors`.
     """
     from residual_lab.callbacks import IntervalCallback, TrainSpeed
 
@@ -168,7 +176,8 @@ def run_summary(cfg: DictConfig, trainer: Any, *, params: int, status: str, reas
         "test_error": test.get("test/error"),
         "best_val_error": float(ckpt.best_model_score) if best and ckpt.best_model_score is not None else None,
         "val_error": val.get("val/error"),  # final weights
-        **module.train_window(),  # the final step's window (testing a checkpoint keeps it)
+        **(full or {}),  # final weights, eval mode, whole split: the report's training error
+        **module.train_window(),  # the final step's window, train mode, augmented: curves only
         "test_accuracy": test.get("test/accuracy"),
         "test_recall_macro": test.get("test/recall"),
         "test_f1_macro": test.get("test/f1"),
@@ -194,7 +203,8 @@ def run_summary(cfg: DictConfig, trainer: Any, *, params: int, status: str, reas
 def summary_line(summary: dict[str, Any]) -> str:
     """The run's last console line: how it ended and every error it has, as ``12.34%``."""
     errors = ", ".join(f"{name} error {summary[key]:.2f}%"
-                       for name, key in (("train", "train_error"), ("val", "val_error"),
+                       for name, key in (("train (eval mode, whole split)", "train_error_full"),
+                                         ("train (last window)", "train_error"), ("val", "val_error"),
                                          ("best val", "best_val_error"), ("test", "test_error"))
                        if summary.get(key) is not None)
     epochs_done = f" ({summary['epochs']:.2f} epochs)" if summary.get("epochs") is not None else ""

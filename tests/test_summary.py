@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FAST = ("~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.signal", "~callbacks.update_ratio",
         "~callbacks.diagnostic_figures", "~callbacks.resources", "~callbacks.token_stats")
 FIRST_KEYS = ["status", "reason",
-              "test_error", "best_val_error", "val_error", "train_error", "test_accuracy", "test_recall_macro",
-              "test_f1_macro", "test_loss", "val_loss", "train_loss",
+              "test_error", "best_val_error", "val_error", "train_error_full", "train_error", "test_error_final",
+              "test_accuracy", "test_recall_macro", "test_f1_macro", "test_loss", "val_loss", "train_loss_full",
+              "train_loss", "test_loss_final",
               "run_name", "model", "depth", "shortcut", "block", "width", "norm", "init", "params", "dataset",
               "data_root", "data", "protocol", "seed", "batch_size", "optimizer", "lr", "max_steps", "precision",
               "steps", "epochs", "wall_time_s", "train_images_per_s", "tested_checkpoint", "best_checkpoint",
@@ -32,11 +33,11 @@ def test_summary_reads_outcome_first_in_percent_and_rounded(make_cfg, tmp_path):
     text = (tmp_path / "summary.json").read_text()
     s = json.loads(text)
     assert list(s) == FIRST_KEYS + ["diagnostics"]
-    assert s["summary_version"] == SUMMARY_VERSION == 2
+    assert s["summary_version"] == SUMMARY_VERSION == 3
     # One unit: accuracy is 100 - error, recall and F1 are percentages too.
     assert s["test_accuracy"] == pytest.approx(100 - s["test_error"], abs=0.011)
     assert 1 < s["test_recall_macro"] <= 100 and 1 < s["test_f1_macro"] <= 100
-    for key in ("test_error", "val_error", "train_error", "test_accuracy", "test_recall_macro", "test_f1_macro"):
+    for key in ("test_error", "val_error", "train_error_full", "train_error", "test_error_final", "test_accuracy", "test_recall_macro", "test_f1_macro"):
         assert s[key] == round(s[key], 2), key
     assert s["test_loss"] == float(f"{s['test_loss']:.4g}")
     assert s["epochs"] == round(4 * 64 / 1792, 2) == 0.14  # 4 steps of 64 of the 1792 training images
@@ -91,9 +92,11 @@ def test_tidy_orders_rounds_and_keeps_unknown_fields():
 
 def test_final_console_line_rounds_every_error_with_a_percent_sign():
     line = summary_line({"run_name": "plain-20", "status": "completed", "steps": 500, "epochs": 1.4222,
-                         "train_error": 12.3456, "val_error": 10.0, "best_val_error": 9.996, "test_error": 8.0})
-    assert line == ("plain-20 completed after 500 steps (1.42 epochs): train error 12.35%, val error 10.00%, "
-                    "best val error 10.00%, test error 8.00%")
+                         "train_error_full": 11.111, "train_error": 12.3456, "val_error": 10.0,
+                         "best_val_error": 9.996, "test_error": 8.0})
+    assert line == ("plain-20 completed after 500 steps (1.42 epochs): train (eval mode, whole split) error "
+                    "11.11%, train (last window) error 12.35%, val error 10.00%, best val error 10.00%, "
+                    "test error 8.00%")
 
 
 def test_progress_bar_shows_running_train_loss_and_error_and_last_val_error():
