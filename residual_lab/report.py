@@ -33,8 +33,8 @@ from residual_lab.results.analyses import analyses_markdown, find_analyses
 from residual_lab.results.loading import Run
 from residual_lab.results.plots import curves_figure, depth_figure, profiles_figure, token_stats_figure
 from residual_lab.results.reference import CIFAR10_NAMES, describe
-from residual_lab.results.stats import ALPHA, MIN_SEEDS, TEST_NAME
-from residual_lab.results.tables import NET_FIELDS, compare, varying_fields
+from residual_lab.results.stats import ADJUSTMENT, ALPHA, MIN_SEEDS, REGISTERED, TEST_NAME, WINDOW
+from residual_lab.results.tables import NET_FIELDS, Ordering, adjust, compare, trend, varying_fields
 
 CURVES_PNG, PROFILES_PNG, DEPTH_PNG, TOKENS_PNG, REPORT_MD = (
     "curves.png", "profiles.png", "depth.png", "tokens.png", "report.md")
@@ -78,11 +78,13 @@ def _no_reference(key: dict) -> str:
     return "–"
 
 
-def table_markdown(rows: list[Row]) -> str:
-    """The Table-6-like comparison, one row per experiment (errors in %, mean ± sample std (n))."""
+def table_markdown(rows: list[Row], statistic: str | None = None) -> str:
+    """The Table-6-like comparison, one row per experiment (errors in %, mean ± sample std (n));
+    the train error column is the report's registered statistic (:func:`registered_statistic`)."""
     papers = load_reference()["papers"]
+    statistic = statistic or registered_statistic(rows)
     lines = ["| net | depth | shortcut | block | norm | differs within the sweep | dataset | protocol "
-             "| params (ours / paper) | train error % | test error % | paper test error % (statistic) "
+             f"| params (ours / paper) | train error % (`{statistic}`) | test error % | paper test error % (statistic) "
              "| difference (pp) | paper source |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -97,7 +99,7 @@ def table_markdown(rows: list[Row]) -> str:
         diff = row.difference
         lines.append(
             f"| {row.net.split('-')[0]} | {k['depth']} | {k['shortcut']} | {k['block']} | {k['norm']} | {row.label} "
-            f"| {k['dataset']} | {k['protocol']} | {params} | {row.cell('train_error')} | {row.cell('test_error')} "
+            f"| {k['dataset']} | {k['protocol']} | {params} | {row.cell(statistic)} | {row.cell('test_error')} "
             f"| {paper} | {'–' if diff is None else f'{diff:+.2f}'} | {source} |")
     cited = sorted({row.reference["paper"] for row in rows if row.reference})
     lines += [""] + [f"{papers[key]}.  " for key in cited]
@@ -117,22 +119,49 @@ def _context(row: Row) -> tuple:
     return tuple((k, v) for k, v in row.key.items() if k not in _NET)
 
 
-def verdicts_markdown(rows: list[Row], metric: str = "train_error") -> str:
-    """He et al. 2015 Fig. 6's orderings, each adjacent pair with its verdict (issue 13):
+def registered_statistic(rows: Sequence[Row]) -> str:
+    """The report's training-error statistic, decided by the rule, not by the data:
+    ``train_error_full`` (final weights, eval mode, whole training split) when every run has it;
+    records written before it existed (summary_version < 3) carry only the last-window
+    ``train_error``, which was those experiments' registered statistic, so a report of such
+    records uses that and says so (docs/reproducing.md, "How the report decides")."""
+    runs = [r for row in rows for r in row.runs]
+    return REGISTERED if runs and all(r.summary.get(REGISTERED) is not None for r in runs) else WINDOW
+
+
+STATISTIC_TEXT = {
+    REGISTERED: "`train_error_full`: the final weights' training error in eval mode on the whole, "
+                "unaugmented training split",
+    WINDOW: "`train_error`: the mean training error over the last logging window (train mode, augmented "
+            "batches; these records predate `train_error_full`, and this was their registered statistic)",
+}
+
+
+def verdicts_markdown(rows: list[Row], metric: str | None = None) -> str:
+    """He et al. 2015 Fig. 6's orderings, each adjacent pair with its verdict:
 
     (i) plain nets train worse as they get deeper (plain-20 < plain-32 < plain-44 < plain-56);
     (ii) at equal depth the residual net trains better (ResNet-d < plain-d);
-    (iii) residual nets do not degrade (ResNet-56 <= ResNet-44 <= ResNet-32 <= ResNet-20).
+    (iii) residual nets do not degrade (ResNet-56 <= ResNet-44 <= ResNet-32 <= ResNet-20);
 
-    Compared only between rows that agree on every other field (data set, protocol, lr,
-    budget, ...). An ordering is stated only beyond seed spread (:func:`compare`). Empty if
-    no pair exists.
+    plus, where a net family has 3 or more depths, the trend of the statistic over depth (its
+    least-squares slope). Compared only between rows that agree on every other field (data set,
+    protocol, lr, budget, ...). Every test of the report is one family for Holm's adjustment
+    (:mod:`residual_lab.results.stats`); an ordering is stated only when its adjusted p is below
+    alpha with >= 3 seeds a side. Empty if no pair exists.
     """
+    metric = metric or registered_statistic(rows)
     contexts: dict[tuple, list[Row]] = {}
     for row in rows:
         contexts.setdefault(_context(row), []).append(row)
     differ = {k for ctx in contexts for k, _ in ctx if len({dict(c).get(k) for c in contexts}) > 1}
-    out = []
+    out: list = []  # strings, and (ordering, verdicts) pairs rendered once the family is adjusted
+    tests: list[Ordering] = []
+
+    def add(lines: list, o: Ordering, verdicts: dict[str, str]) -> None:
+        tests.append(o)
+        lines.append((o, verdicts))
+
     for ctx, ctx_rows in contexts.items():
         plain = {int(r.key["depth"]): r for r in ctx_rows if r.key["shortcut"] == "none"}
         residual: dict[str, dict[int, Row]] = {}
@@ -140,37 +169,48 @@ def verdicts_markdown(rows: list[Row], metric: str = "train_error") -> str:
             if r.key["shortcut"] != "none":
                 residual.setdefault(str(r.key["shortcut"]), {})[int(r.key["depth"])] = r
         tag = (lambda s: f" ({s})") if len(residual) > 1 else (lambda s: "")
-        lines = []
+        lines: list = []
         depths = sorted(plain)
         if len(depths) >= 2:
             heading(lines, "(i) plain nets train worse as they get deeper:")
             for lo, hi in zip(depths, depths[1:]):
-                o = compare(plain[lo], plain[hi], metric, (f"plain-{lo}", f"plain-{hi}"))
-                verdict = {"lower": "as in Fig. 6 (i)", "higher": "the opposite of Fig. 6 (i)"}.get(o.outcome)
-                lines.append(f"- {o.text}" + (f"; {verdict}." if verdict else "."))
+                add(lines, compare(plain[lo], plain[hi], metric, (f"plain-{lo}", f"plain-{hi}")),
+                    {"lower": "as in Fig. 6 (i)", "higher": "the opposite of Fig. 6 (i)"})
+            if len(depths) >= 3:
+                add(lines, trend([plain[d] for d in depths], metric, "trend: plain nets"),
+                    {"higher": "as in Fig. 6 (i)", "lower": "the opposite of Fig. 6 (i)"})
         for shortcut, res in residual.items():
             both = sorted(set(plain) & set(res))
             if both:
                 heading(lines, f"(ii) at equal depth the residual net{tag(shortcut)} trains better than the plain one:")
             for d in both:
-                o = compare(res[d], plain[d], metric, (f"ResNet-{d}{tag(shortcut)}", f"plain-{d}"))
-                verdict = {"lower": "as in Fig. 6 (ii)", "higher": "the opposite of Fig. 6 (ii)"}.get(o.outcome)
-                lines.append(f"- {o.text}" + (f"; {verdict}." if verdict else "."))
+                add(lines, compare(res[d], plain[d], metric, (f"ResNet-{d}{tag(shortcut)}", f"plain-{d}")),
+                    {"lower": "as in Fig. 6 (ii)", "higher": "the opposite of Fig. 6 (ii)"})
             rd = sorted(res)
             if len(rd) >= 2:
                 heading(lines, f"(iii) residual nets{tag(shortcut)} do not degrade with depth (deeper <= shallower):")
             for lo, hi in zip(rd, rd[1:]):
-                o = compare(res[hi], res[lo], metric, (f"ResNet-{hi}{tag(shortcut)}", f"ResNet-{lo}{tag(shortcut)}"))
-                verdict = {"lower": "as in Fig. 6 (iii)",
-                           "higher": "the deeper ResNet degrades, unlike Fig. 6 (iii)"}.get(o.outcome)
-                lines.append(f"- {o.text}" + (f"; {verdict}." if verdict else "."))
+                add(lines, compare(res[hi], res[lo], metric, (f"ResNet-{hi}{tag(shortcut)}", f"ResNet-{lo}{tag(shortcut)}")),
+                    {"lower": "as in Fig. 6 (iii)", "higher": "the deeper ResNet degrades, unlike Fig. 6 (iii)"})
+            if len(rd) >= 3:
+                add(lines, trend([res[d] for d in rd], metric, f"trend: residual nets{tag(shortcut)}"),
+                    {"lower": "as in Fig. 6 (iii)", "higher": "deeper ResNets degrade, unlike Fig. 6 (iii)"})
         if lines:
             # what tells this group from the others (norm=none, block=postln), else the row's label
             label = ", ".join(f"{k}={v}" for k, v in ctx if k in differ) or ctx_rows[0].label
             if len(contexts) > 1 or label != "–":
                 out += [f"**{label}**", ""]
             out += lines + [""]
-    return "\n".join(out).rstrip()
+    adjust(tests)
+    text = []
+    for item in out:
+        if isinstance(item, str):
+            text.append(item)
+            continue
+        o, verdicts = item
+        verdict = verdicts.get(o.outcome)
+        text.append(f"- {o.text}" + (f"; {verdict}." if verdict else "."))
+    return "\n".join(text).rstrip()
 
 
 def problems_markdown(runs: list[Run]) -> str:
@@ -237,31 +277,39 @@ def runs_markdown(runs: list[Run], out: Path) -> list[str]:
     """The report's run sections (setup, Table-6 layout, orderings, failures, curves, profiles);
     writes the figures into ``out``."""
     rows = aggregate(runs)
+    statistic = registered_statistic(rows)
     parts = [
         setup_markdown(runs),
+        "",
+        f"**Registered statistic** (docs/reproducing.md, fixed before the data): {STATISTIC_TEXT[statistic]}. "
+        f"Orderings: {TEST_NAME}, two-sided, >= {MIN_SEEDS} seeds a side; trends: least-squares slope of the "
+        f"statistic on depth; all tests of this report adjusted together by {ADJUSTMENT}'s method "
+        f"(family-wise alpha {ALPHA}). Anything else is *not resolved*, with its numbers.",
         "",
         "## Errors (He et al. 2015 Table 6 layout)",
         "",
         "Completed runs only. A row holds the seeds of one experiment: runs that differ in any other "
         "field (data set, protocol, lr, budget, precision, init, batch, ...) are separate rows, and the "
         "column *differs within the sweep* names the values that tell them apart. Each cell: mean ± "
-        "sample std (n - 1) over seeds, and n. Train error: mean over the last logging window of "
-        "training (`trainer.log_every_n_steps` steps). Test error: as the row's protocol says (above). "
+        "sample std (n - 1) over seeds, and n. Train error: the registered statistic (above). "
+        "Test error: as the row's protocol says (above). "
         "A paper figure appears only where the data set (CIFAR-10), block, shortcut, norm and protocol "
         "(`paper`) are the paper's; it is labelled with the statistic the paper reports (single run, "
         "best of 5, median of 5). Difference: our mean minus the paper's (its mean where it gives one), "
         "percentage points.",
         "",
-        table_markdown(rows) if rows else "No completed runs yet.",
+        table_markdown(rows, statistic) if rows else "No completed runs yet.",
         "",
     ]
     if dups := duplicates_markdown(rows):
         parts += [dups, ""]
-    if check := verdicts_markdown(rows):
-        parts += ["### Fig. 6's orderings (final training error, %)", "",
-                  f"Each adjacent pair; an ordering is stated only when {TEST_NAME} (two-sided, alpha {ALPHA}, "
-                  f">= {MIN_SEEDS} seeds per side) rejects equal means; otherwise the numbers and *not resolved*. "
-                  "Only rows that agree on every field but depth and shortcut are compared.", "", check, ""]
+    if check := verdicts_markdown(rows, statistic):
+        parts += [f"### Fig. 6's orderings (`{statistic}`, %)", "",
+                  f"Each adjacent pair, and the trend over depth where a net family has >= 3 depths; an ordering "
+                  f"is stated only when {TEST_NAME} (two-sided, >= {MIN_SEEDS} seeds per side) rejects equal means "
+                  f"at {ADJUSTMENT}-adjusted p < {ALPHA}, the adjustment taken over every test below; otherwise "
+                  "the numbers and *not resolved*. Only rows that agree on every field but depth and shortcut are "
+                  "compared.", "", check, ""]
     parts += [
         "## Runs that did not complete",
         "",

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from residual_lab.results.loading import IDENTITY_FIELDS, Run
 from residual_lab.results.reference import match_reference
-from residual_lab.results.stats import ALPHA, MIN_SEEDS, TEST_NAME, welch
+from residual_lab.results.stats import ADJUSTMENT, ALPHA, MIN_SEEDS, TEST_NAME, depth_trend, holm, welch
 
 #: What makes two runs the same experiment: every identifying field except the seed.
 GROUP_FIELDS = tuple(k for k in IDENTITY_FIELDS if k != "seed")
@@ -143,29 +143,59 @@ def fmt_mean_std(mean: float | None, std: float | None, digits: int = 2, n: int 
     return text if n is None else f"{text} (n={n})"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Ordering:
-    """The verdict on ``a`` against ``b`` for one metric.
+    """One test of the report's family: ``a`` against ``b`` (or a depth trend), before and after
+    the family's adjustment (:func:`adjust`).
 
     Attributes:
-        outcome: ``"lower"`` or ``"higher"`` (a's mean against b's, beyond seed spread),
-            or ``"unresolved"`` (too few seeds, or p >= :data:`~residual_lab.results.stats.ALPHA`).
-        text: the two numbers and the verdict, with the test and its p where one was run.
-        p: the test's two-sided p-value, None when no test was run.
+        numbers: the two sides' means ± std (n), or the trend's slope and runs.
+        p: the test's raw two-sided p, None when no test could run (one seed a side).
+        tested: whether it counts as a test of the family (>= MIN_SEEDS seeds a side): a 2-seed
+            p is shown for information, neither adjusted nor acted on.
+        direction: ``"lower"``/``"higher"`` by the sign of the difference (a's mean against
+            b's; a trend: deeper against shallower).
+        reason: why there is no verdict whatever the p (too few seeds), or None.
+        adjusted: Holm-adjusted p once :func:`adjust` has seen the whole family.
+        family: the number of tests in that family.
     """
 
-    outcome: str
-    text: str
+    numbers: str
     p: float | None = None
+    tested: bool = False
+    direction: str | None = None
+    reason: str | None = None
+    subject: str = ""
+    adjusted: float | None = None
+    family: int = 0
+    test_name: str = TEST_NAME
+    seeds_note: str = ""
+
+    @property
+    def outcome(self) -> str:
+        """``"lower"``/``"higher"`` beyond seed spread after adjustment, else ``"unresolved"``."""
+        if self.tested and self.adjusted is not None and self.adjusted < ALPHA and self.direction:
+            return self.direction
+        return "unresolved"
+
+    @property
+    def text(self) -> str:
+        """The numbers, then the verdict with raw and adjusted p, or *not resolved* and why."""
+        if self.reason:
+            return f"{self.numbers}: {self.seeds_note}not resolved ({self.reason})"
+        stat = f"{self.test_name}, p={self.p:.2g}, {ADJUSTMENT}-adjusted p={self.adjusted:.2g} over {self.family} tests"
+        if self.outcome == "unresolved":
+            return f"{self.numbers}: not resolved ({stat})"
+        return f"{self.numbers}: {self.subject} {self.outcome} ({stat}, alpha {ALPHA})"
 
 
 def compare(a: Row, b: Row, metric: str, names: tuple[str, str]) -> Ordering:
     """Is ``a``'s ``metric`` lower or higher than ``b``'s beyond seed spread?
 
     With fewer than :data:`~residual_lab.results.stats.MIN_SEEDS` seeds on a side there is
-    no spread to test against: the two numbers and "not resolved". Otherwise Welch's t-test,
-    two-sided at :data:`~residual_lab.results.stats.ALPHA`; the ordering is stated only when
-    it rejects equal means.
+    no spread to test against: the two numbers and "not resolved" (at 2 a side Welch's p is
+    shown, not acted on). Otherwise Welch's t-test, two-sided; the verdict waits for the
+    report's :func:`adjust` over all its tests.
     """
     va, vb = a.values(metric), b.values(metric)
     numbers = (f"{names[0]} {fmt_mean_std(a.mean(metric), a.std(metric), n=len(va))} vs "
@@ -173,12 +203,37 @@ def compare(a: Row, b: Row, metric: str, names: tuple[str, str]) -> Ordering:
     few = min(len(va), len(vb))
     if few < MIN_SEEDS:
         rule = f"a verdict needs >= {MIN_SEEDS} seeds per side"
+        p = None
         if few >= 2:  # the test can run: its p is shown, not acted on
-            rule += f"; {TEST_NAME} at these seeds: p={welch(va, vb).p:.2g}"
-        return Ordering("unresolved", f"{numbers}: {few} seed{'s' if few != 1 else ''}, not resolved ({rule})")
+            p = welch(va, vb).p
+            rule += f"; {TEST_NAME} at these seeds: p={p:.2g}, not adjusted"
+        return Ordering(numbers=numbers, p=p, reason=rule, subject=names[0],
+                        seeds_note=f"{few} seed{'s' if few != 1 else ''}, ")
     test = welch(va, vb)
-    stat = f"{TEST_NAME}, p={test.p:.2g}"
-    if test.p >= ALPHA:
-        return Ordering("unresolved", f"{numbers}: not resolved ({stat})", test.p)
-    outcome = "lower" if test.t < 0 else "higher"
-    return Ordering(outcome, f"{numbers}: {names[0]} {outcome} ({stat}, alpha {ALPHA})", test.p)
+    return Ordering(numbers=numbers, p=test.p, tested=True, direction="lower" if test.t < 0 else "higher",
+                    subject=names[0])
+
+
+def trend(rows: Sequence[Row], metric: str, name: str) -> Ordering:
+    """The statistic regressed on depth across ``rows`` (one net family and shortcut, several
+    depths): the slope in points per 10 layers, its p, the verdict after :func:`adjust`.
+    Needs >= :data:`MIN_SEEDS` seeds at every depth, like an ordering."""
+    depths = sorted(int(r.key["depth"]) for r in rows)
+    xs = [float(r.key["depth"]) for r in rows for _ in r.values(metric)]
+    ys = [v for r in rows for v in r.values(metric)]
+    few = min(len(r.values(metric)) for r in rows)
+    span = f"{name}, depth {depths[0]}-{depths[-1]} ({len(depths)} depths, {len(ys)} runs)"
+    if few < MIN_SEEDS:
+        return Ordering(numbers=f"{span}", reason=f"a trend needs >= {MIN_SEEDS} seeds at every depth, the "
+                                                  f"fewest here is {few}")
+    fit = depth_trend(xs, ys)
+    numbers = f"{span}: {fit.slope * 10:+.2f} points per 10 layers"
+    return Ordering(numbers=numbers, p=fit.p, tested=True, direction="higher" if fit.slope > 0 else "lower",
+                    subject="deeper", test_name="least-squares slope on depth")
+
+
+def adjust(orderings: Sequence[Ordering]) -> None:
+    """Holm's adjustment over every test in ``orderings`` (the report's family), in place."""
+    tested = [o for o in orderings if o.tested]
+    for o, adjusted in zip(tested, holm([o.p for o in tested])):
+        o.adjusted, o.family = adjusted, len(tested)
