@@ -174,7 +174,15 @@ class ImageClassifier(L.LightningModule):
         self._eval_epoch_end("test", self.test_metrics, self.test_loss)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.parameters())
+        # A net may split its parameters into groups with an lr multiplier (Fixup's scalars
+        # at lr/10, models/init.py); the multiplier applies before the schedule records each
+        # group's initial lr, so every group follows the same schedule at its own scale.
+        groups = self.net.parameter_groups() if hasattr(self.net, "parameter_groups") else None
+        if groups is not None and sum(len(g["params"]) for g in groups) != len(list(self.parameters())):
+            raise RuntimeError("net.parameter_groups() must hold every parameter exactly once")
+        optimizer = self.optimizer_factory(params=self.parameters() if groups is None else groups)
+        for group in optimizer.param_groups:
+            group["lr"] *= group.get("lr_scale", 1.0)
         total = self.schedule_steps or int(self.trainer.estimated_stepping_batches)
         scheduler = self.scheduler_factory(optimizer, total_steps=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

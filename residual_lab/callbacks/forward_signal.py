@@ -12,9 +12,11 @@ class ForwardSignal(BlockHookCallback):
     """Per block: RMS of its input x, of its residual-branch output F(x), of its output.
 
     Logs ``signal/rms_in/<block>``, ``signal/rms_residual/<block>``, ``signal/rms_out/<block>``
-    and ``signal/ratio/<block>`` = RMS(F(x)) / RMS(x). For blocks that keep the shape the
-    ratio equals ||F(x)|| / ||x||; for the downsampling first block of a stage (half the
-    elements) it is the per-element version, which stays comparable across stages. A
+    and ``signal/ratio/<block>`` = RMS(F(x)) / RMS(x). F(x) is the branch ``blk.residual``
+    before a SkipInit or ReZero gate, as Brock et al. 2021 measure it (whatever the gate's
+    value). For blocks that keep the shape the ratio equals ||F(x)|| / ||x||; for the
+    downsampling first block of a stage (half the elements) it is the per-element version,
+    which stays comparable across stages. A
     ratio << 1 means the block barely changes the signal (near identity); for plain
     blocks F(x) is the whole output. Units: activations as the network sees them
     (after the stem's normalization, if any).

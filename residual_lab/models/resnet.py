@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from residual_lab.models.blocks import BLOCKS
-from residual_lab.models.init import INITS
+from residual_lab.models.init import INITS, fixup_parameter_groups
 from residual_lab.models.layers import ACT_LAYERS, NormFactory, check_choice, conv3x3, resolve_norm
 from residual_lab.models.shortcuts import SHORTCUTS
 
@@ -101,6 +101,9 @@ class CifarResNet(StagedNet):
             residual branch so each block starts as the identity (Goyal et al. 2017).
         init: weight initialisation, a key of :data:`residual_lab.models.init.INITS`
             (``kaiming_fan_in`` or ``kaiming_fan_out``; experiments/init/README.md compares them).
+        fixup_scalar_lr_scale: with ``init=fixup``, the lr of the scalar biases, multipliers and
+            the classifier's bias as a fraction of the optimizer's lr (0.1 in the Fixup
+            authors' cifar_train.py); see :meth:`parameter_groups`. Unused by other inits.
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class CifarResNet(StagedNet):
         num_classes: int = 10,
         zero_init_residual: bool = False,
         init: str = "kaiming_fan_in",
+        fixup_scalar_lr_scale: float = 0.1,
     ) -> None:
         super().__init__()
         check_choice("shortcut", shortcut, SHORTCUTS)
@@ -125,6 +129,7 @@ class CifarResNet(StagedNet):
         block_cls = BLOCKS[block]
         act = ACT_LAYERS["relu"]
         self.depth, self.shortcut, self.block, self.norm, self.init = depth, shortcut, block, norm, init
+        self.fixup_scalar_lr_scale = fixup_scalar_lr_scale
 
         # Pre-activation nets start with a bare conv: the first block normalizes it.
         stem = [("conv", conv3x3(3, width))]
@@ -163,6 +168,15 @@ class CifarResNet(StagedNet):
             for _, blk in self.named_blocks():
                 if blk.shortcut is not None:
                     blk.zero_init_last()
+
+    def parameter_groups(self) -> list[dict]:
+        """Optimizer parameter groups (the LightningModule scales a group's lr by its
+        ``lr_scale``): Fixup's scalars at ``fixup_scalar_lr_scale`` times the lr as in the
+        authors' code (:func:`residual_lab.models.init.fixup_parameter_groups`); one group
+        for every other init."""
+        if self.init == "fixup":
+            return fixup_parameter_groups(self, self.fixup_scalar_lr_scale)
+        return [{"params": list(self.parameters())}]
 
     def extra_repr(self) -> str:
         return (f"depth={self.depth}, shortcut={self.shortcut}, block={self.block}, norm={self.norm}, "

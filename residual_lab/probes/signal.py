@@ -5,14 +5,23 @@ One batch of real images, one forward and backward pass. For every block (networ
 
 - ``mean_sq``: average squared channel mean of the block's output, mean_c (mean_{n,h,w} x)^2;
 - ``var``: average channel variance of the block's output, mean_c var_{n,h,w}(x);
-- ``branch_var``: the same of the residual branch's output F(x) (times its gate, if any);
+- ``branch_var``: the same of the residual branch's output F(x), *before* its gate (SkipInit,
+  ReZero), as Brock et al. define it (their ``res_avg_var`` in google-deepmind/deepmind-research
+  ``nfnets/skipinit_resnet.py`` and ``nf_resnet.py``: measured after the branch's last conv,
+  before ``skip_gain``), so a gated branch shows its real scale even while its gate is 0;
+  Fixup's multiplier and last bias sit inside the branch (``blk.residual``) and count;
+- ``branch_var_gated``: the same of gate * F(x), what the block adds to its shortcut (equal to
+  ``branch_var`` for blocks without a gate);
 - ``grad_rms``: RMS of dL/dx at the block's input, L the batch-mean cross-entropy.
+
+Changed on 2026-12-03: ``branch_var`` was the gated value until then (0 at initialisation for
+SkipInit and ReZero); records written before that date hold the gated value under ``branch_var``.
 
 A fresh net runs in training mode (BatchNorm uses the batch's statistics, as in training
 and in Brock et al.); a trained one in eval mode (``bn_mode`` overrides).
 
 ``signal.json``: ``{"blocks": [tag...], "stages": [int...], "mean_sq": [...], "var": [...],
-"branch_var": [...], "grad_rms": [...], "loss": float (stages: 0-based stage index per block), "batch_size": int, "bn_mode": str,
+"branch_var": [...], "branch_var_gated": [...], "grad_rms": [...], "loss": float (stages: 0-based stage index per block), "batch_size": int, "bn_mode": str,
 "split": str}``; lists are per block, input to output; tags as in
 :mod:`residual_lab.callbacks.layer_names`.
 """
@@ -27,6 +36,8 @@ from residual_lab.callbacks.layer_names import short_name
 from residual_lab.probes.common import images
 
 KEYS = ("mean_sq", "var", "branch_var", "grad_rms")
+#: The gated branch variance, measured beside the four statistics of Brock et al.
+GATED_KEY = "branch_var_gated"
 
 
 def _channel_stats(t: torch.Tensor) -> tuple[float, float]:
@@ -36,18 +47,19 @@ def _channel_stats(t: torch.Tensor) -> tuple[float, float]:
 
 
 def measure(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
-    """The four statistics of every block of ``net`` on the batch ``(x, y)``, net mode as is."""
+    """The four statistics (and ``branch_var_gated``) of every block of ``net`` on the batch
+    ``(x, y)``, net mode as is."""
     names = [name for name, _ in net.named_blocks()]
-    stats = {k: [None] * len(names) for k in KEYS}
+    stats = {k: [None] * len(names) for k in (*KEYS, GATED_KEY)}
     handles = []
     for i, (_, blk) in enumerate(net.named_blocks()):
         def on_output(module, args, out, i=i):
             stats["mean_sq"][i], stats["var"][i] = _channel_stats(out)
 
         def on_branch(module, args, out, i=i, blk=blk):
+            stats["branch_var"][i] = _channel_stats(out)[1]  # F(x) before the gate (Brock et al.)
             gate = getattr(blk, "gate", None)  # only blocks of a norm-free init have one
-            out = out if gate is None else gate * out
-            stats["branch_var"][i] = _channel_stats(out)[1]
+            stats[GATED_KEY][i] = stats["branch_var"][i] if gate is None else _channel_stats(gate * out)[1]
 
         def on_input(module, args, i=i):
             if args[0].requires_grad:
@@ -82,9 +94,12 @@ def figures(result: dict) -> dict:
 
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.2))
     titles = {"mean_sq": "avg squared channel mean", "var": "avg channel variance",
-              "branch_var": "residual branch variance", "grad_rms": "RMS dL/dx at block input"}
+              "branch_var": "residual branch variance (before the gate)", "grad_rms": "RMS dL/dx at block input"}
     for ax, key in zip(axes, KEYS):
-        ax.plot(range(len(result["blocks"])), result[key], marker=".")
+        ax.plot(range(len(result["blocks"])), result[key], marker=".", label="before the gate")
+        if key == "branch_var" and GATED_KEY in result and result[GATED_KEY] != result[key]:
+            ax.plot(range(len(result["blocks"])), result[GATED_KEY], ls="--", label="gate * F(x)")
+            ax.legend(fontsize=7)
         ax.set_yscale("log")
         ax.set_title(titles[key], fontsize=9)
         ax.set_xlabel("block")
@@ -93,7 +108,7 @@ def figures(result: dict) -> dict:
 
 
 def scalars(result: dict) -> dict:
-    return {f"signal/{k}": result[k] for k in KEYS}
+    return {f"signal/{k}": result[k] for k in (*KEYS, GATED_KEY) if k in result}
 
 
 def headline(result: dict) -> dict:

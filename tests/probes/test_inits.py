@@ -24,14 +24,22 @@ def test_gated_nets_start_as_their_shortcuts(init):
     net = CifarResNet(depth=14, shortcut="identity", width=4, norm="none", init=init).eval()
     gates = [blk.gate for _, blk in net.named_blocks()]
     assert len(gates) == 6 and all(g.item() == 0 and g.requires_grad for g in gates)
-    assert all((blk.act is None) == (init == "rezero") for _, blk in net.named_blocks())
+    # Nothing after the sum in either (SkipInit since 2026-12-03, as the reference SkipInit ResNet).
+    assert all(blk.act is None for _, blk in net.named_blocks())
     x = torch.randn(2, 3, 16, 16)
+    if init == "skipinit":  # the reference's zero classifier: logits 0, no gradient reaches the gates
+        out = net(x)
+        out.sum().backward()
+        assert torch.equal(out, torch.zeros_like(out)) and all(g.grad.item() == 0 for g in gates)
+        with torch.no_grad():  # as after the first step, which moves the classifier only
+            net.head.fc.weight.normal_()
     with lesion.removed(net, [n for n, _ in net.named_blocks()]):
         bare = net(x)
     out = net(x)
     torch.testing.assert_close(out, bare)
+    net.zero_grad()
     out.sum().backward()
-    assert all(g.grad.abs().item() > 0 for g in gates)  # the gates learn from the first step
+    assert all(g.grad.abs().item() > 0 for g in gates)  # the gates learn once the classifier is non-zero
 
 
 @pytest.mark.parametrize("norm", ["none", "batch"])
@@ -60,12 +68,17 @@ def test_fixup_follows_the_papers_three_rules():
     L = len(blocks)
     assert L == 27
     for blk in blocks:
-        kinds = [type(m).__name__ for m in blk.residual]
+        # The first bias sits before the split where the shortcut reshapes (the authors'
+        # downsample(x + bias1a); tests/models/test_reference_inits.py), on the branch elsewhere.
+        shared = [type(m).__name__ for m in (blk.preact or [])]
+        assert shared == ([] if isinstance(blk.shortcut, nn.Identity) else ["ScalarBias"])
+        kinds = shared + [type(m).__name__ for m in blk.residual]
         assert kinds == ["ScalarBias", "Conv2d", "ScalarBias", "ReLU", "ScalarBias", "Conv2d", "ScalarScale", "ScalarBias"]
         assert torch.count_nonzero(blk.residual.conv2.weight) == 0  # rule 1: last layer of the branch
     assert torch.count_nonzero(net.head.fc.weight) == 0 and torch.count_nonzero(net.head.fc.bias) == 0
-    # rule 2: He-normal (fan_in) scaled by L^(-1/(2m-2)), m = 2: std sqrt(2 / fan_in) / sqrt(L)
-    w = torch.cat([blk.residual.conv1.weight.flatten() for blk in blocks[:9]])  # stage 1: fan_in 16*9
+    # rule 2: He-normal (fan_out, as the authors' code) scaled by L^(-1/(2m-2)), m = 2:
+    # std sqrt(2 / fan_out) / sqrt(L)
+    w = torch.cat([blk.residual.conv1.weight.flatten() for blk in blocks[:9]])  # stage 1: fan_out 16*9
     assert w.std().item() == pytest.approx((2 / 144) ** 0.5 / L ** 0.5, rel=0.03)
     # rule 3: scalar biases at 0, multipliers at 1
     assert all(m.bias.item() == 0 for m in net.modules() if isinstance(m, ScalarBias))

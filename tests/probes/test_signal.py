@@ -60,11 +60,25 @@ def test_statistics_equal_a_hand_computation_on_two_blocks():
     assert all(p.grad is None for p in net.parameters())  # the probe leaves no gradients behind
 
 
-def test_gate_scales_the_branch_variance():
+def test_branch_variance_is_measured_before_the_gate():
+    """Brock et al. 2021 (nfnets/skipinit_resnet.py, ``res_avg_var``): the branch's average channel
+    variance before ``skip_gain``, so SkipInit's branches read their real size at init; the
+    gated value, what the block adds to x, is ``branch_var_gated``."""
     net = tiny_net(norm="none", init="skipinit").train()
     x, y = torch.randn(4, 3, 16, 16), torch.arange(4)
-    got = signal.measure(net, x, y)
-    assert got["branch_var"] == [0.0] * 3  # SkipInit's gates start at 0
+    var = lambda t: t.var((0, 2, 3), unbiased=False).mean().item()  # noqa: E731
+    for gate in (0.0, -0.5):
+        with torch.no_grad():
+            for _, blk in net.named_blocks():
+                blk.gate.fill_(gate)
+            inputs = [net.stem(x)]
+            for _, blk in net.named_blocks():
+                inputs.append(blk(inputs[-1]))
+            hand = [var(blk.residual(h)) for (_, blk), h in zip(net.named_blocks(), inputs)]
+        got = signal.measure(net, x, y)
+        assert all(v > 0 for v in hand)
+        assert got["branch_var"] == pytest.approx(hand, rel=1e-6)
+        assert got["branch_var_gated"] == pytest.approx([gate**2 * v for v in hand], rel=1e-6, abs=0)
 
 
 @pytest.mark.parametrize("shortcut,norm", [("identity", "batch"), ("none", "none")])
