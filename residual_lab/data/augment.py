@@ -1,8 +1,9 @@
 """Batched augmentation and normalization as tensor ops on the model's device.
 
 Equivalent, image by image, to torchvision's ``RandomCrop(32, padding=4)``,
-``RandomHorizontalFlip()``, ``ToTensor()``, ``Normalize(mean, std)`` (He et al. 2015
-sec. 4.2), but one kernel per batch instead of four PIL calls per image.
+``RandomHorizontalFlip()`` (He et al. 2015 sec. 4.2), ``ToTensor()``, ``Normalize(mean, std)``,
+but one kernel per batch instead of four PIL calls per image. The normalisation is per-channel
+standardisation (the torchvision/akamaster recipe), not He et al.'s per-pixel mean subtraction.
 """
 
 from __future__ import annotations

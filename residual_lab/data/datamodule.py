@@ -24,7 +24,8 @@ def balanced_subset(labels: torch.Tensor, n: int, generator: torch.Generator) ->
 
 
 class InMemoryDataModule(L.LightningDataModule):
-    """He et al. 2015 sec. 4.2's data pipeline over any in-memory image source.
+    """He et al. 2015 sec. 4.2's data pipeline over any in-memory image source, but for the
+    normalisation: per-channel standardisation where the paper subtracts the per-pixel mean.
 
     The training set is split into train/val with a fixed seed (``val_size``: 45k/5k for CIFAR
     under protocol=heldout, no split under protocol=paper); the
