@@ -132,3 +132,15 @@ def test_the_chance_loss_is_a_line_only_when_asked_for(tmp_path):
     (chance,) = [line for line in depth_figure(runs, chance=math.log(10)).axes[0].lines
                  if line.get_label().startswith("chance")]
     assert list(chance.get_ydata()) == [math.log(10)] * 2 and chance.get_label() == "chance (2.3)"
+
+
+def test_the_curves_title_names_only_the_curves_drawn(tmp_path):
+    """protocol=paper runs have no validation curve: the title promised one (fig6/curves.png)."""
+    from residual_lab.results.plots import curves_figure
+
+    run = summary_run(tmp_path, protocol="paper", shortcut="none")
+    run.scalars.update({"train/error": ([10, 20], [80.0, 70.0]), "test/error": ([20], [72.0])})
+    title = curves_figure([run])._suptitle.get_text()
+    assert "train error" in title and "test error" in title and "val error" not in title
+    run.scalars["val/error"] = ([10, 20], [75.0, 71.0])
+    assert "bold: val error" in curves_figure([run])._suptitle.get_text()

@@ -408,7 +408,7 @@ def test_an_ordering_significant_alone_is_not_resolved_after_holm(tmp_path):
     assert 0.01 < p < 0.05
     alone = verdicts_markdown(aggregate(runs)).splitlines()
     assert (f"- plain-20 32.00 ± 2.00 (n=3) vs plain-32 37.17 ± 2.25 (n=3): plain-20 lower (Welch's t-test, "
-            f"p={p:.2g}, Holm-adjusted p={p:.2g} over 1 tests, alpha 0.05); as in Fig. 6 (i).") in alone
+            f"p={p:.2g}, Holm-adjusted p={p:.2g} over 1 test, alpha 0.05); as in Fig. 6 (i).") in alone
     far = [net_run(tmp_path, d, "identity", seed, e) for d, errors in ((20, (31.0, 33.0, 35.0)), (32, (36.0, 38.0, 40.0)))
            for seed, e in enumerate(errors)]
     lines = verdicts_markdown(aggregate(runs + far)).splitlines()

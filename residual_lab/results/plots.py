@@ -98,6 +98,7 @@ def curves_figure(runs: list[Run]) -> Figure:
     fig = Figure(figsize=(11, 4.2), constrained_layout=True)
     axes = fig.subplots(1, 2, sharey=True)
     groups = _seed_groups(runs)
+    shown: set[str] = set()
     for ax, plain, title in ((axes[0], True, "plain"), (axes[1], False, "residual")):
         drawn = 0
         for label, members in groups:
@@ -111,6 +112,7 @@ def curves_figure(runs: list[Run]) -> Figure:
                 if not curves:
                     continue
                 steps, mean, std = _mean_band(curves)
+                shown.add(tag)
                 ax.plot(steps, mean, color=c, label=label, **style)
                 label = None  # one legend entry per experiment
                 if std is not None:
@@ -127,8 +129,11 @@ def curves_figure(runs: list[Run]) -> Figure:
         else:
             ax.text(0.5, 0.5, f"no {title} runs", ha="center", va="center", transform=ax.transAxes)
     axes[0].set_ylabel("error (%)")
-    fig.suptitle("thin dashed: train error (window mean); bold: val error; star: final test error; "
-                 "several seeds: mean, band ± 1 sample std", fontsize=9)
+    # The title names only what is drawn: protocol=paper runs have no validation curve.
+    legend = {"train/error": "thin dashed: train error (window mean)", "val/error": "bold: val error",
+              "test/error": "star: final test error"}
+    fig.suptitle("; ".join([legend[t] for t in legend if t in shown] + ["several seeds: mean, band ± 1 sample std"]),
+                 fontsize=9)
     return fig
 
 

@@ -183,7 +183,7 @@ class Ordering:
         """The numbers, then the verdict with raw and adjusted p, or *not resolved* and why."""
         if self.reason:
             return f"{self.numbers}: {self.seeds_note}not resolved ({self.reason})"
-        stat = f"{self.test_name}, p={self.p:.2g}, {ADJUSTMENT}-adjusted p={self.adjusted:.2g} over {self.family} tests"
+        stat = f"{self.test_name}, p={self.p:.2g}, {ADJUSTMENT}-adjusted p={self.adjusted:.2g} over {self.family} test{'s' if self.family != 1 else ''}"
         if self.outcome == "unresolved":
             return f"{self.numbers}: not resolved ({stat})"
         return f"{self.numbers}: {self.subject} {self.outcome} ({stat}, alpha {ALPHA})"
