@@ -361,7 +361,8 @@ def _claim_sweep_job(cfg: DictConfig, held: contextlib.ExitStack, owner: bool) -
     action, previous = plan_job(home)
     there = f" in {home.name}" if home != job_dir else ""
     if changes and action in ("run", "rerun"):
-        old, new = describe(changes)
+        overridden = {o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task}
+        old, new = describe(changes, first=overridden)
         say_job(f"its directory holds a run with {old} (this launch: {new}); running this one in {home.name}")
     elif action == "rebuilt":
         (home / "summary.json").replace(home / f"summary.json{DAMAGED_SUFFIX}")

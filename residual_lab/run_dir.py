@@ -260,10 +260,14 @@ def move_job(cfg: DictConfig, job_dir: Path, home: Path) -> None:
             root.addHandler(moved)
 
 
-def describe(changes: list[tuple[str, Any, Any]], limit: int = 3) -> tuple[str, str]:
-    """``("optimizer.lr=0.01", "0.2")``-style text of the first ``limit`` changes: the old
-    values, and the new ones."""
-    shown = changes[:limit]
+def describe(changes: list[tuple[str, Any, Any]], first: set[str] = frozenset(), limit: int = 3) -> tuple[str, str]:
+    """``("optimizer.lr=0.01", "0.2")``: the first ``limit`` changes' old values and new ones.
+
+    Keys in ``first`` (this launch's overrides) come first: ``depth=14`` also changes
+    ``model.depth`` and ``run_name``, which say less.
+    """
+    ordered = sorted(changes, key=lambda c: c[0] not in first)
+    shown = ordered[:limit]
     more = f" (+{len(changes) - limit} more)" if len(changes) > limit else ""
     return (", ".join(f"{k}={old}" for k, old, _ in shown) + more,
             ", ".join(str(new) for _, _, new in shown) + more)

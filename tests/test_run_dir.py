@@ -113,6 +113,35 @@ def test_a_sweep_relaunched_with_changed_values_keeps_the_old_jobs_and_runs_the_
         "0_resnet-8-identity", "1_resnet-8-identity", "1_resnet-8-identity-2"]
 
 
+def test_job_home_is_the_directory_whose_recorded_config_equals_the_job(tmp_path):
+    """Without training: config_resolved.yaml files as runs leave them, paths inside them included."""
+    from residual_lab.run_dir import describe, job_home
+    from tests.conftest import compose_config
+
+    job = tmp_path / "0_resnet-8-identity"
+
+    def record(directory: Path, *overrides: str) -> None:
+        directory.mkdir()
+        cfg = compose_config(*FAST, *overrides, output_dir=directory)
+        (directory / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        (directory / "summary.json").write_text('{"status": "completed"}')
+
+    def new(*overrides: str):
+        return compose_config(*FAST, *overrides, output_dir=job)
+
+    assert job_home(job, new()) == (job, [])  # not there yet
+    record(job, "optimizer.lr=0.05")
+    assert job_home(job, new("optimizer.lr=0.05", "paths.log_dir=/elsewhere")) == (job, [])
+    moved, changes = job_home(job, new("optimizer.lr=0.2"))
+    assert moved == tmp_path / "0_resnet-8-identity-2" and changes == [("optimizer.lr", 0.05, 0.2)]
+    record(moved, "optimizer.lr=0.2")  # its checkpoint folder and TensorBoard folder name -2
+    assert job_home(job, new("optimizer.lr=0.2")) == (moved, [("optimizer.lr", 0.05, 0.2)])
+    assert job_home(job, new("optimizer.lr=0.5"))[0] == tmp_path / "0_resnet-8-identity-3"
+    _, changes = job_home(job, new("depth=14", "shortcut=projection"))
+    assert describe(changes, first={"depth", "shortcut"}) == (
+        "depth=8, shortcut=identity, model.depth=8 (+3 more)", "14, projection, 14 (+3 more)")
+
+
 # --- resume= continues the same experiment -----------------------------------------------------
 
 @pytest.fixture(scope="module")
