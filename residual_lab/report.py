@@ -215,7 +215,7 @@ def verdicts_markdown(rows: list[Row], metric: str | None = None) -> str:
 
 def problems_markdown(runs: list[Run]) -> str:
     """Runs that did not complete: status, the step they reached and why (never dropped)."""
-    bad = [r for r in runs if r.status != "completed"]
+    bad = [r for r in runs if r.status != "completed" or r.damaged]
     if not bad:
         return "All runs completed."
     # What tells runs of the same net apart (init, lr, ...), as the errors table's label does.
@@ -223,7 +223,13 @@ def problems_markdown(runs: list[Run]) -> str:
     lines = ["| run | seed | status | step | reason | directory |", "|---|---|---|---|---|---|"]
     for r in bad:
         name = r.name + (f" ({', '.join(f'{k}={r.get(k)}' for k in differ)})" if differ and r.summary else "")
-        if r.summary is None:
+        if r.damaged and r.summary is None:
+            status, step, reason = "damaged", "–", (f"summary.json unreadable ({r.damaged}) and no finished "
+                                                    "checkpoint to rebuild it from")
+        elif r.damaged:
+            status, step = f"{r.status} (summary rebuilt)", r.summary.get("steps", "–")
+            reason = "summary.json was damaged; read from checkpoints/last.ckpt and the TensorBoard events"
+        elif r.summary is None:
             status, step, reason = "no summary (incomplete)", "–", "no summary.json: killed or still running"
         else:
             status = r.status
@@ -370,7 +376,7 @@ def write_report(roots: str | Path | Sequence[str | Path], out: str | Path | Non
     out = Path(out) if out else roots[0]
     runs = find_runs(roots)
     analyses = find_analyses(roots)
-    statuses = Counter("no summary (incomplete)" if r.summary is None else r.status for r in runs)
+    statuses = Counter("no summary (incomplete)" if r.summary is None and not r.damaged else r.status for r in runs)
     parts = [
         "# Report: " + ", ".join(f"`{r}`" for r in roots),
         "",

@@ -15,6 +15,7 @@ resumes it into the same run directory.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -40,6 +41,10 @@ from residual_lab.console import command, quiet_library_noise, say, say_how_to_r
 from residual_lab.errors import UserFacingError, usage_errors
 from residual_lab.io import atomic_write
 from residual_lab.summary import SUMMARY_FILE, config_fields, run_summary, summary_line, write_summary
+from residual_lab.run_dir import (HYDRA_COPY, RESUME_MAY_CHANGE, DirectoryTaken, RunLock, describe, holds_a_run,
+                                  is_free_to_change, is_rank_zero, job_home, keep_hydra_files, move_job,
+                                  own_config_file, restore_hydra_files)
+from residual_lab.summary_repair import DAMAGED_SUFFIX
 from residual_lab.sweep import plan_job, resume_checkpoint
 from residual_lab.validation import check_checkpoint_matches, instantiation_error, validate_config
 
@@ -183,22 +188,35 @@ def _write_failure(cfg: DictConfig, err: BaseException) -> None:
 
 
 def load_run_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
-    """A finished or interrupted run's own config, plus plain ``key=value`` overrides
-    (e.g. ``trainer.max_steps=2000`` to extend it), writing back into ``run_dir``."""
+    """A finished or interrupted run's own config, plus the overrides a resume may apply, writing
+    back into ``run_dir``.
+
+    A resume continues the same experiment: it may change the run's length
+    (``trainer.max_steps=2000`` to extend it) and where outputs and logs go
+    (:data:`residual_lab.run_dir.RESUME_MAY_CHANGE`); any other override that changes a value
+    (``shortcut=none`` on a ResNet run would continue its weights as a plain net and record it as
+    one) is refused, naming the key and both values.
+    """
     run_dir = Path(run_dir).expanduser().resolve()
-    saved = run_dir / ".hydra" / "config.yaml"
+    saved = own_config_file(run_dir)
     if not saved.exists():
         raise UserFacingError(f"resume={run_dir}: no .hydra/config.yaml there; point resume at a run "
                               f"directory (it holds summary.json, checkpoints/ and .hydra/)")
     cfg = OmegaConf.load(saved)
     planned_steps = cfg.trainer.max_steps
     for override in OverridesParser.create().parse_overrides(overrides):
-        if override.package is not None or "/" in override.key_or_group or (
-                OmegaConf.select(cfg, override.key_or_group) is not None
-                and OmegaConf.is_dict(OmegaConf.select(cfg, override.key_or_group))):
+        _refuse_another_experiment(run_dir, cfg, override)
+        key = override.key_or_group
+        if override.is_delete():
+            parent, _, leaf = key.rpartition(".")
+            with open_dict(cfg):
+                (OmegaConf.select(cfg, parent) if parent else cfg).pop(leaf, None)
+            continue
+        if override.package is not None or "/" in key or (
+                OmegaConf.select(cfg, key) is not None and OmegaConf.is_dict(OmegaConf.select(cfg, key))):
             raise UserFacingError(f"resume accepts only key=value overrides of plain values, "
                                   f"not {override.input_line!r}")
-        OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True, force_add=True)
+        OmegaConf.update(cfg, key, override.value(), merge=True, force_add=True)
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)
         cfg.resume = None
@@ -212,6 +230,52 @@ def load_run_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
                      "(after step %d the lr stays at its last value)", run_dir.name, planned_steps,
                      cfg.trainer.max_steps, planned_steps, planned_steps)
     return cfg
+
+
+def _refuse_another_experiment(run_dir: Path, cfg: DictConfig, override: Any) -> None:
+    """Raise if ``override`` changes anything but the run's length and where outputs go."""
+    key = override.key_or_group.replace("/", ".")
+    if is_free_to_change(key, RESUME_MAY_CHANGE):
+        return
+    if override.is_delete():
+        change = f"delete {key}"
+    elif key in (choices := _group_choices(run_dir)):  # optimizer=adam: another config group option
+        if str(override.value()) == str(choices[key]):
+            return
+        change = f"change {key} from {choices[key]!r} to {override.value()!r}"
+    else:
+        old = _value(cfg, key)
+        if OmegaConf.is_config(old):
+            change = f"change {key} to {override.value()!r}"
+        elif old is None:
+            change = f"add {key}"
+        elif old == override.value():
+            return
+        else:
+            change = f"change {key} from {old!r} to {override.value()!r}"
+    raise UserFacingError(f"resume={run_dir} cannot {change}: that is another experiment (resume may change "
+                          f"only trainer.max_steps and where outputs and logs go); start it as a new run")
+
+
+def _group_choices(run_dir: Path) -> dict[str, Any]:
+    """The config group options the run was composed with (``hydra.runtime.choices``)."""
+    for path in (run_dir / HYDRA_COPY / "hydra.yaml", run_dir / ".hydra" / "hydra.yaml"):
+        try:
+            return dict(OmegaConf.load(path).hydra.runtime.choices)
+        except Exception:  # absent or unreadable: fall back on the next, then on none
+            continue
+    return {}
+
+
+def _value(cfg: DictConfig, key: str) -> Any:
+    """``cfg``'s value at ``key``, resolved where it can be outside the Hydra app (a
+    ``${hydra:...}`` interpolation cannot: then as written)."""
+    try:
+        return OmegaConf.select(cfg, key, throw_on_missing=False)
+    except Exception:
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        return OmegaConf.to_container(node, resolve=False).get(leaf) if OmegaConf.is_dict(node) else None
 
 
 def _resume_overrides() -> list[str]:
@@ -254,6 +318,70 @@ def _stop_interrupted(cfg: DictConfig, signum: int, resumed: bool) -> None:
     sys.exit(128 + signum)
 
 
+def _claim_run_dir(output_dir: Path, held: contextlib.ExitStack) -> None:
+    """A single run's directory, locked for this run; refused if it holds another run.
+
+    Hydra has already written this launch's ``.hydra/`` there: a refused launch puts the other
+    run's back (residual_lab.run_dir)."""
+    try:
+        held.enter_context(RunLock(output_dir))
+        if holds_a_run(output_dir):
+            raise DirectoryTaken(f"{output_dir} already holds a run (summary.json, checkpoints/); continue it "
+                                 f"with resume={output_dir} or give this run its own hydra.run.dir")
+    except DirectoryTaken:
+        restore_hydra_files(output_dir)
+        raise
+    keep_hydra_files(output_dir)
+
+
+def _claim_sweep_job(cfg: DictConfig, held: contextlib.ExitStack, owner: bool) -> tuple[str, dict[str, Any] | None]:
+    """A sweep job's directory, found, locked and planned (:func:`residual_lab.sweep.plan_job`).
+
+    A job launched again counts as done before only where the run there had the same config
+    (:func:`residual_lab.run_dir.job_home`); a job whose directory holds a run of other values
+    (``optimizer.lr=0.5`` after ``0.05``) runs beside it in ``<job dir>-2``, and the old result
+    stays as it was. Moving it, rather than refusing it, is what relaunching a sweep asks for:
+    every job of the new command done once, nothing done before lost or done twice.
+    """
+    job_dir = Path(cfg.paths.output_dir)
+    home, changes = job_home(job_dir, cfg) if owner else (job_dir, [])
+
+    def say_job(what: str) -> None:
+        print(f"residual_lab: job {job_dir.name}: {what}", flush=True)
+        log.info("job %s: %s", job_dir.name, what)
+
+    if home != job_dir:
+        move_job(cfg, job_dir, home)
+    try:
+        if owner:
+            held.enter_context(RunLock(home))
+    except DirectoryTaken:
+        restore_hydra_files(job_dir)
+        raise
+    action, previous = plan_job(home)
+    there = f" in {home.name}" if home != job_dir else ""
+    if changes and action in ("run", "rerun"):
+        overridden = {o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task}
+        old, new = describe(changes, first=overridden)
+        say_job(f"its directory holds a run with {old} (this launch: {new}); running this one in {home.name}")
+    elif action == "rebuilt":
+        (home / "summary.json").replace(home / f"summary.json{DAMAGED_SUFFIX}")
+        write_summary(home, previous)
+        say_job(f"summary.json{there} was damaged; rebuilt from checkpoints/last.ckpt and the TensorBoard events "
+                f"(kept as summary.json{DAMAGED_SUFFIX}): skipped")
+        action = "skip"
+    elif action != "run":
+        say_job({"skip": f"{previous and previous.get('status')} before{there}: skipped",
+                 "resume": f"resuming from {resume_checkpoint(home)}",
+                 "rerun": f"{(previous or {}).get('status', 'killed before its first checkpoint')} before{there}:"
+                          " running it again"}[action])
+    if action in ("skip", "resume"):
+        restore_hydra_files(home)  # Hydra rewrote them for this launch; the run's own are the record
+    elif owner:
+        keep_hydra_files(home)
+    return action, previous
+
+
 @usage_errors  # a config Hydra cannot compose: one sentence, exit code 2
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
@@ -262,38 +390,38 @@ def main(cfg: DictConfig) -> float | None:
     # worker the job returns and the launcher, which got the signal too, decides.
     stops_on_signal = not multirun or HydraConfig.get().launcher._target_.endswith(".BasicLauncher")
     resume = cfg.get("resume")
+    owner = is_rank_zero()  # Lightning's extra device processes run this again in the same directory
+    claimed = False  # this process owns cfg.paths.output_dir: a failure summary may go there
     try:
-        continue_run = bool(resume)
-        if resume:
-            cfg = load_run_config(resume, _resume_overrides())
-        elif multirun:
-            # The same sweep launched again (same hydra.sweep.dir) picks up where it stopped.
-            output_dir = Path(cfg.paths.output_dir)
-            action, previous = plan_job(output_dir)
-            if action != "run":
-                what = {"skip": f"{previous and previous.get('status')} before: skipped",
-                        "resume": f"resuming from {resume_checkpoint(output_dir)}",
-                        "rerun": f"{(previous or {}).get('status', 'killed before its first checkpoint')}"
-                                 " before: running it again"}[action]
-                print(f"residual_lab: job {output_dir.name}: {what}", flush=True)
-                log.info("job %s: %s", output_dir.name, what)
-            if action == "skip":
-                return previous.get("test_error")
-            continue_run = action == "resume"
-        quiet_library_noise(resuming=continue_run)
-        if not multirun:
-            where_files_go(cfg.paths.output_dir, OmegaConf.select(cfg, "data.root", default=None))
-        summary = train(cfg, resume=continue_run)
-        if summary["status"] == "interrupted" and stops_on_signal:
-            _stop_interrupted(cfg, _signum(summary["reason"]), resumed=bool(resume))
-        return summary["test_error"]
+        with contextlib.ExitStack() as held:
+            continue_run = bool(resume)
+            if resume:
+                cfg = load_run_config(resume, _resume_overrides())
+                if owner:
+                    held.enter_context(RunLock(cfg.paths.output_dir))
+            elif multirun:
+                # The same sweep launched again (same hydra.sweep.dir) picks up where it stopped.
+                action, previous = _claim_sweep_job(cfg, held, owner)
+                if action == "skip":
+                    return previous.get("test_error")
+                continue_run = action == "resume"
+            elif owner:
+                _claim_run_dir(Path(cfg.paths.output_dir), held)
+            claimed = True
+            quiet_library_noise(resuming=continue_run)
+            if not multirun:
+                where_files_go(cfg.paths.output_dir, OmegaConf.select(cfg, "data.root", default=None))
+            summary = train(cfg, resume=continue_run)
+            if summary["status"] == "interrupted" and stops_on_signal:
+                _stop_interrupted(cfg, _signum(summary["reason"]), resumed=bool(resume))
+            return summary["test_error"]
     except UserFacingError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        if not resume:
-            _write_failure(cfg, err)
-        else:
+        if resume:
             _forget_empty_resume_dir()
+        elif claimed or not isinstance(err, DirectoryTaken):
+            _write_failure(cfg, err)
         print(f"\nresidual_lab: {err}\n", file=sys.stderr)
         if multirun:
             return None
@@ -307,7 +435,8 @@ def main(cfg: DictConfig) -> float | None:
             raise
         _stop_interrupted(cfg, int(signal.SIGINT), resumed=bool(resume))
     except Exception as err:
-        _write_failure(cfg, err)
+        if claimed or not holds_a_run(Path(cfg.paths.output_dir)):  # never over another run's summary
+            _write_failure(cfg, err)
         if not multirun:
             raise
         # One failing job must not stop the sweep: record it and let the launcher go on.

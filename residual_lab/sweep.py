@@ -7,7 +7,6 @@ directory first (:func:`plan_job`).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -27,19 +26,29 @@ def plan_job(output_dir: Path) -> tuple[str, dict[str, Any] | None]:
     """``(action, previous summary)`` for a sweep job whose directory may hold an earlier try.
 
     Actions: ``run`` (nothing there yet), ``skip`` (it completed or diverged: a result),
-    ``resume`` (interrupted, or killed with no summary, and a checkpoint to continue from),
-    ``rerun`` (it failed, or was killed before its first checkpoint: start over).
+    ``rebuilt`` (it finished, but its summary.json cannot be read: the second value is the
+    summary rebuilt from its checkpoint and events, residual_lab.summary_repair), ``resume``
+    (interrupted, or killed with no summary, or a damaged summary of an unfinished run, and a
+    checkpoint to continue from), ``rerun`` (it failed, or was killed before its first
+    checkpoint: start over). A damaged summary that cannot be rebuilt reads as
+    ``{"status": "damaged", "reason": ...}``. Whether the directory holds *this* job (the same
+    config) is :func:`residual_lab.run_dir.job_home`'s question, asked first.
     """
-    summary_path = output_dir / "summary.json"
-    previous = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    from residual_lab.summary_repair import read_summary, rebuild_summary
+
+    previous, damaged = read_summary(output_dir)
+    if damaged is not None:
+        if (rebuilt := rebuild_summary(output_dir)) is not None:
+            return "rebuilt", rebuilt
+        previous = {"status": "damaged", "reason": f"summary.json {damaged}"}
     status = previous.get("status") if previous else None
     if status in FINISHED:
         return "skip", previous
-    if status in (None, "interrupted") and resume_checkpoint(output_dir) is not None:
+    if status in (None, "interrupted", "damaged") and resume_checkpoint(output_dir) is not None:
         return "resume", previous
     # Hydra makes the job's directory (.hydra/, an empty run.log) before the job starts: only
     # something more says an earlier try ran there.
-    tried = output_dir.is_dir() and any(p.name not in (".hydra", "run.log") for p in output_dir.iterdir())
+    tried = output_dir.is_dir() and any(p.name not in (".hydra", "run.log", "run.lock") for p in output_dir.iterdir())
     if previous is None and not tried:
         return "run", None
     return "rerun", previous

@@ -83,6 +83,18 @@ def test_plan_job_reads_each_outcome(tmp_path):
     assert plan_job(killed)[0] == "resume"
 
 
+def test_plan_job_reads_a_damaged_summary_without_a_traceback(tmp_path):
+    """Unreadable summary.json, nothing to rebuild it from: start again; with a checkpoint of an
+    unfinished run: resume from it (a finished one is rebuilt: tests/test_run_dir.py)."""
+    d = tmp_path / "job"
+    d.mkdir()
+    (d / "summary.json").write_text('{"status": "comp')  # truncated
+    assert plan_job(d) == ("rerun", {"status": "damaged", "reason": "summary.json not JSON"})
+    (d / "checkpoints").mkdir()
+    (d / "checkpoints" / "last.ckpt").write_bytes(b"")  # unreadable too: nothing to rebuild from
+    assert plan_job(d)[0] == "resume"
+
+
 @pytest.mark.parametrize("gpus,expected", [(4, [[0], [1], [2], [3], [0], [1]]), (1, [[0]] * 6), (3, [[0], [1], [2], [0], [1], [2]])])
 def test_each_sweep_job_gets_one_gpu_round_robin(gpus, expected):
     assert [gpu_for_job(j, gpus) for j in range(6)] == expected

@@ -3,7 +3,9 @@
 A run directory is one Hydra job's output: ``.hydra/config.yaml`` (written when the job
 starts), ``summary.json`` (written by :func:`residual_lab.run.train` when it ends, with a
 ``status``) and TensorBoard event files under ``tensorboard/<run_name>/``. A job killed
-mid-way has the first and maybe the last but no summary: it is kept, as ``incomplete``.
+mid-way has the first and maybe the last but no summary: it is kept, as ``incomplete``. One whose
+summary.json cannot be read is read from its checkpoint and events where it finished
+(:mod:`residual_lab.summary_repair`), else kept as ``damaged``.
 
 A run record (:mod:`residual_lab.results.export`, committed under
 ``experiments/<preset>/runs/<run name>-seed<k>/``) is ``summary.json`` plus ``curves.csv``
@@ -17,7 +19,6 @@ set is named from the data source's class where that says it.
 from __future__ import annotations
 
 import csv
-import json
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -29,9 +30,13 @@ from omegaconf import OmegaConf
 import residual_lab  # noqa: F401  (registers the resolvers run_name needs)
 from residual_lab.results.analyses import is_analysis_dir
 from residual_lab.summary import SUMMARY_FILE, upgrade
+from residual_lab.summary_repair import read_summary, rebuild_summary
 
 #: Status given to a run directory without summary.json (killed, or still running).
 INCOMPLETE = "incomplete"
+#: Status given to a run whose summary.json cannot be read and cannot be rebuilt
+#: (residual_lab.summary_repair): it ran, but its record is lost.
+DAMAGED = "damaged"
 #: The scalar tags the report plots (He et al. 2015 Fig. 6 curves).
 CURVE_TAGS = ("train/error", "val/error", "test/error")
 #: The scalar tags a run record keeps (``curves.csv``: one column per tag, ``/`` -> ``_``).
@@ -68,10 +73,15 @@ class Run:
     fields: dict[str, Any] = field(default_factory=dict)
     #: Fields not in summary.json but derived for an old one (:func:`derived_fields`).
     derived: tuple[str, ...] = ()
+    #: Why summary.json could not be read (``"not JSON"``), or None. ``summary`` is then the one
+    #: rebuilt from the checkpoint and events (not written to disk here), or None.
+    damaged: str | None = None
 
     @property
     def status(self) -> str:
-        """``completed``, ``diverged``, ``failed``, ``interrupted`` or ``incomplete``."""
+        """``completed``, ``diverged``, ``failed``, ``interrupted``, ``incomplete`` or ``damaged``."""
+        if self.summary is None and self.damaged:
+            return DAMAGED
         return (self.summary or {}).get("status", INCOMPLETE)
 
     @property
@@ -140,20 +150,18 @@ def derived_fields(summary: dict[str, Any]) -> dict[str, Any]:
 def load_run(path: str | Path) -> Run:
     """The :class:`Run` in one directory (summary.json optional)."""
     path = Path(path)
-    summary = None
-    summary_file = path / SUMMARY_FILE
-    if summary_file.is_file():
-        try:
-            summary = upgrade(json.loads(summary_file.read_text()))  # older layouts in today's units
-        except json.JSONDecodeError:  # summary.json is written atomically; a bad one is not ours
-            summary = None
+    summary, damaged = read_summary(path)
+    if summary is not None:
+        summary = upgrade(summary)  # older layouts in today's units
+    elif damaged:  # summary.json is written atomically: a bad one was damaged after the run
+        summary = rebuild_summary(path)
     fields = _config_fields(path)
     derived: dict[str, Any] = {}
     if summary:
         fields.update({k: summary[k] for k in IDENTITY_FIELDS if summary.get(k) is not None})
         derived = derived_fields(summary)
         fields.update(derived)
-    return Run(path=path, summary=summary, fields=fields, derived=tuple(derived))
+    return Run(path=path, summary=summary, fields=fields, derived=tuple(derived), damaged=damaged)
 
 
 def find_runs(root: str | Path | Sequence[str | Path], max_depth: int = 3) -> list[Run]:
