@@ -95,15 +95,7 @@ class ImageFolderSource:
 
     def _scan(self) -> tuple[list[str], dict[str, list[tuple[Path, int]]]]:
         train_c = self._scan_classes()
-        splits = {}
-        for split in ("train", "test"):
-            files = []
-            for label, cls in enumerate(train_c):
-                for entry in sorted(os.scandir(self.root / split / cls), key=lambda e: e.name):
-                    if entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
-                        files.append((Path(entry.path), label))
-            splits[split] = files
-        return train_c, splits
+        return train_c, {split: _image_files(self.root / split, train_c) for split in ("train", "test")}
 
     def _cache_path(self, splits) -> Path:
         h = hashlib.sha256(f"v{CACHE_VERSION} size={self.image_size}".encode())
@@ -168,6 +160,39 @@ class ImageFolderSource:
             say(f"decoded {total} images in {progress.elapsed():.1f} s; no cache ({cache}: {err.strerror}), "
                 f"so the next run decodes them again")
         return ImageArrays(classes=classes, **arrays)
+
+
+def _image_files(directory: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    """``(path, label)`` of every image in ``directory/<class>/``, classes in the given order."""
+    files = []
+    for label, cls in enumerate(classes):
+        for entry in sorted(os.scandir(directory / cls), key=lambda e: e.name):
+            if entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+                files.append((Path(entry.path), label))
+    return files
+
+
+def read_class_folders(directory: str | Path, image_size: int | None = None) -> ImageArrays:
+    """One folder of ``<class>/*`` images, decoded as a test split (no cache, no train split):
+    what ``python -m residual_lab.evaluate folder=<dir>`` scores a net on. ``train_*`` are empty.
+
+    Args:
+        directory: holds one folder per class.
+        image_size: resize to ``image_size`` x ``image_size`` pixels; None keeps the files' size.
+    """
+    directory = Path(directory).expanduser()
+    if not directory.is_dir():
+        raise UserFacingError(f"folder={directory} is not a directory")
+    classes = sorted(p.name for p in directory.iterdir() if p.is_dir())
+    files = _image_files(directory, classes)
+    if not files:
+        raise UserFacingError(f"folder={directory} holds no images in class folders (<class>/*.jpg, *.png, ...)")
+    source = ImageFolderSource(str(directory), image_size=image_size)
+    say(f"decoding the {len(files)} images under {directory}")
+    images, labels = source._decode(files, _DecodeProgress(len(files)))
+    empty = torch.zeros((0, *images.shape[1:]), dtype=torch.uint8)
+    return ImageArrays(train_images=empty, train_labels=torch.zeros(0, dtype=torch.int64),
+                       test_images=torch.from_numpy(images), test_labels=torch.from_numpy(labels), classes=classes)
 
 
 class _DecodeProgress:
