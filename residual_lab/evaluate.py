@@ -121,6 +121,14 @@ def _check_overrides(run_dir: Path, overrides: list[str]) -> None:
                                   f"folder=<dir> scores other images")
 
 
+def _image_size(value: str | None) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise UserFacingError(f"image_size must be a whole number of pixels >= 1, got {value!r}")
+    return int(value)
+
+
 def evaluate(options: dict[str, str], overrides: list[str]) -> dict[str, Any]:
     """Build the run's net and data, load the checkpoint strictly, test; return the metrics."""
     from residual_lab.data.image_folder import read_class_folders
@@ -142,7 +150,7 @@ def evaluate(options: dict[str, str], overrides: list[str]) -> dict[str, Any]:
         folder = Path(options["folder"]).expanduser().resolve()
         datamodule.setup("test")  # the run's data: its training split's normalisation statistics
         images = read_class_folders(folder / "test" if (folder / "test").is_dir() else folder,
-                                    image_size=int(options["image_size"]) if options.get("image_size") else None)
+                                    image_size=_image_size(options.get("image_size")))
         if images.classes != datamodule.classes:
             raise UserFacingError(f"folder={folder} has the classes {images.classes}, but the net was trained "
                                   f"on {datamodule.classes}")

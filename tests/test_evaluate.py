@@ -104,6 +104,8 @@ def _bad(tmp_path: Path, run_dir: Path) -> list[tuple[list[str], str]]:
         ([f"run_dir={run_dir}", f"folder={tmp_path / 'none'}"], f"folder={tmp_path / 'none'} is not a directory"),
         ([f"run_dir={run_dir}", f"folder={tmp_path / 'wrong'}"], f"folder={tmp_path / 'wrong'} has the classes ['cat']"),
         ([f"run_dir={run_dir}", "data=imagefolder"], "evaluate overrides plain values of the run's config"),
+        ([f"run_dir={run_dir}", f"folder={tmp_path / 'wrong'}", "image_size=big"],
+         "image_size must be a whole number of pixels >= 1, got 'big'"),
         (["depth"], "'depth' is not key=value"),
         (["data.root=x"], "name the net with run_dir=<run dir> or ckpt=<file.ckpt>"),
     ]
