@@ -3,6 +3,7 @@
     residual-lab run experiment=smoke        # python -m residual_lab.run experiment=smoke
     residual-lab analyze signal depth=56     # python -m residual_lab.analyze ...
     residual-lab report logs/multiruns/...   # python -m residual_lab.report ...
+    residual-lab evaluate run_dir=<run dir>  # python -m residual_lab.evaluate ...
     residual-lab bench                       # python -m residual_lab.bench ...
 
 Each command runs its module exactly as ``python -m`` does (``runpy``), with the same
@@ -23,6 +24,7 @@ COMMANDS = {
     "run": "residual_lab.run",            # train and test one net, or a sweep with -m
     "analyze": "residual_lab.analyze",    # a measurement on a fresh or trained net
     "report": "residual_lab.report",      # report.md and figures from runs or sweeps
+    "evaluate": "residual_lab.evaluate",  # test metrics of a saved net, on its test split or a folder
     "bench": "residual_lab.bench",        # throughput of the training step
 }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -112,6 +114,34 @@ def test_image_folder_errors_name_the_problem(tmp_path):
     (tmp_path / "d" / "train" / "cat" / "1.png").write_bytes(b"not an image")
     with pytest.raises(UserFacingError, match=r"cannot read image .*train/cat/1.png"):
         ImageFolderSource(str(tmp_path / "d"), cache_dir=str(tmp_path / "c")).load()
+
+
+def test_image_folder_says_what_it_decodes_how_long_it_takes_and_where_the_cache_goes(tmp_path, capsys, monkeypatch):
+    from residual_lab.data import image_folder
+
+    _write_tree(tmp_path / "d")  # 12 images
+    monkeypatch.setattr(image_folder, "ESTIMATE_AFTER", 4)
+    monkeypatch.setenv("RESIDUAL_LAB_CACHE", str(tmp_path / "moved"))
+    root = tmp_path / "d"
+    ImageFolderSource(str(root)).load()
+    (cache,) = (tmp_path / "moved").iterdir()
+    assert not (root / ".residual_lab_cache").exists()  # nothing written into the data directory
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (f"residual_lab: decoding the 12 images under {root} once; the arrays go to {cache} "
+                        f"(RESIDUAL_LAB_CACHE=<dir> puts them elsewhere)")
+    assert re.fullmatch(r"residual_lab: decoded 4 of 12 images in \d+\.\d s: about \d+ s left", lines[1])
+    assert re.fullmatch(rf"residual_lab: decoded 12 images in \d+\.\d s; cache {re.escape(str(cache))} \(0 MB\), "
+                        r"reused until the files change", lines[2]) and len(lines) == 3
+    ImageFolderSource(str(root)).load()
+    assert capsys.readouterr().out == f"residual_lab: image folder {root}: decoded images read from the cache {cache}\n"
+    ImageFolderSource(str(root), cache_dir=str(tmp_path / "explicit")).load()  # the option beats the variable
+    assert len(list((tmp_path / "explicit").iterdir())) == 1
+
+
+def test_decode_estimate_extrapolates_the_first_images_rate():
+    from residual_lab.data.image_folder import seconds_left
+
+    assert seconds_left(500, 60_000, 0.25) == 0.25 / 500 * 59_500  # 29.75 s for the CIFAR-10 copy
 
 
 def test_seeds_draw_unrelated_batch_orders_in_every_epoch():
