@@ -79,11 +79,14 @@ class TwinReport:
         removed: the residual additions whose skip was removed, in network order.
         removed_modules: modules deleted because only a removed skip used them.
         plain: True for a twin (its additions are gone), False for the model as written.
+        untraced: modules whose own forward did not trace (``name: why``); additions written
+            there are not found (their children were traced instead).
     """
 
     removed: tuple[ResidualAdd, ...]
     removed_modules: tuple[str, ...] = ()
     plain: bool = True
+    untraced: tuple[str, ...] = ()
 
     @property
     def blocks(self) -> list[str]:
@@ -97,6 +100,8 @@ class TwinReport:
                   for a in self.removed]
         if self.removed_modules:
             lines.append("  deleted, used only by a removed skip: " + ", ".join(self.removed_modules))
+        if self.untraced:
+            lines.append("  not traced (additions there not found): " + "; ".join(self.untraced))
         return "\n".join(lines)
 
 
@@ -211,30 +216,33 @@ def find_residual_adds(module: nn.Module) -> list[ResidualAdd]:
     flow, say), each child is traced instead, down to the modules that do.
 
     Raises:
-        TraceError: nothing in the model traces; the message says why and how to write the
-            plain twin by hand.
+        TraceError: the model's own forward does not trace and no residual addition was found
+            in its children; the message says why and how to write the plain twin by hand.
     """
+    return _find(module)[0]
+
+
+def _find(module: nn.Module) -> tuple[list[ResidualAdd], list[str]]:
+    """``(additions, untraced modules as "name: why")``; see :func:`find_residual_adds`."""
     found: list[ResidualAdd] = []
     failures: list[str] = []
-    traced_any = False
 
     def visit(mod: nn.Module, prefix: str) -> None:
-        nonlocal traced_any
         try:
             gm = _trace(mod)
         except Exception as err:  # fx raises TraceError, TypeError, RuntimeError... by model
-            failures.append(f"{type(mod).__name__}{' (' + prefix + ')' if prefix else ''}: {_first_line(err)}")
+            failures.append(f"{prefix or type(mod).__name__}: {_first_line(err)}")
             for name, child in mod.named_children():
                 visit(child, _join(prefix, name))
             return
-        traced_any = True
         found.extend(record for record, _, _ in _adds_in(gm, prefix))
 
     visit(module, "")
-    if not traced_any:
-        raise TraceError(f"torch.fx cannot trace {type(module).__name__} ({failures[0]}), so its residual "
+    if failures and failures[0].startswith(type(module).__name__ + ":") and not found:
+        why = failures[0].split(": ", 1)[1]
+        raise TraceError(f"torch.fx cannot trace {type(module).__name__} ({why}), so its residual "
                          f"additions cannot be found; {HAND_TWIN}")
-    return found
+    return found, failures
 
 
 def residual_adds(module: nn.Module) -> TwinReport:
@@ -243,7 +251,8 @@ def residual_adds(module: nn.Module) -> TwinReport:
     report = getattr(module, REPORT_ATTR, None)
     if isinstance(report, TwinReport):
         return report
-    return TwinReport(tuple(find_residual_adds(module)), plain=False)
+    adds, untraced = _find(module)
+    return TwinReport(tuple(adds), plain=False, untraced=tuple(untraced))
 
 
 def mark(module: nn.Module) -> TwinReport:
@@ -288,7 +297,7 @@ def plain_twin(module: nn.Module) -> nn.Module:
         TraceError: the model, or one of its blocks, cannot be traced (the message says how
             to write the twin by hand).
     """
-    adds = find_residual_adds(module)
+    adds, untraced = _find(module)
     twin = copy.deepcopy(module)
     removed_modules: list[str] = []
     blocks = list(dict.fromkeys(a.block for a in adds))
@@ -318,6 +327,6 @@ def plain_twin(module: nn.Module) -> nn.Module:
             setattr(twin.get_submodule(parent), name, gm)
         else:
             twin = gm
-    report = TwinReport(tuple(adds), tuple(removed_modules), plain=True)
+    report = TwinReport(tuple(adds), tuple(sorted(removed_modules)), plain=True, untraced=tuple(untraced))
     setattr(twin, REPORT_ATTR, report)
     return twin
