@@ -91,6 +91,28 @@ def external_net(*, factory: str, shortcut: str = "identity", kwargs: dict[str, 
     return twin
 
 
+def torchvision_cifar_resnet(arch: str = "resnet18", *, num_classes: int = 10, dropout: float = 0.0) -> nn.Module:
+    """torchvision's ResNet with the CIFAR stem that kuangliu/pytorch-cifar (and our
+    :class:`~residual_lab.models.ResNet18`) use: a 3x3 stride-1 ``conv1`` and no max-pool, so
+    the four stages see 32/16/8/4 pixels instead of 8/4/2/1. ResNet-18 then has exactly our
+    ResNet-18's 11,173,962 parameters for 10 classes (11,000,138 for its plain twin).
+
+    Args:
+        arch: a torchvision ResNet builder (``resnet18``, ``resnet34``, ``resnet50``...).
+        num_classes: classifier outputs.
+        dropout: probability of zeroing a pooled feature before ``fc`` (``fc`` becomes
+            ``Sequential(Dropout, Linear)``, keys ``fc.1.*``, whatever the probability).
+    """
+    import torchvision
+
+    net = getattr(torchvision.models, arch)(num_classes=num_classes)
+    net.conv1 = nn.Conv2d(3, net.conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")  # torchvision's own init
+    net.maxpool = nn.Identity()
+    net.fc = nn.Sequential(nn.Dropout(dropout), net.fc)
+    return net
+
+
 class _NoModule:
     """Stands for a branch that ends in a function (no module to hook): its hooks never fire."""
 
