@@ -42,7 +42,7 @@ BAD_INPUTS = [
     (["+optimizer.momentm=0.9"], "unknown config key 'optimizer.momentm' (set to 0.9): torch.optim.SGD takes no "
                                  "'momentm'; did you mean 'optimizer.momentum'?"),
     (["experiment=smok"], "unknown experiment 'smok' (did you mean 'smoke'?); valid choices: depth_lstm, depth_mlp, "
-                          "depth_vit, fig6, no_norm, preact, seed_resnet18, shortcuts, smoke, table6"),
+                          "depth_vit, external_resnet18, fig6, no_norm, preact, seed_resnet18, shortcuts, smoke, table6"),
     (["+depth=5"], "'depth' is already a config key: set it without the +, as depth=5"),
     (["optimizer.lr=abc"], "optimizer.lr must be a number > 0, got 'abc'"),
     (["depth=twenty"], "depth must be an integer >= 1, got 'twenty'"),
