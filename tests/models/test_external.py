@@ -103,3 +103,18 @@ def test_blocks_of_the_model_as_written_and_of_its_twin_hook_the_same_layers():
         assert [tag for tag, _ in found] == STAGE_BLOCKS
         assert all(isinstance(b, BlockView) and isinstance(b.shortcut, shortcut) for _, b in found)
         assert [b.residual for _, b in found] == [model.get_submodule(f"{n}.bn2") for n in STAGE_BLOCKS]
+
+
+def test_external_resnet18_preset_is_torchvision_resnet18_with_the_cifar_stem_against_its_twin():
+    from tests.test_presets import expand
+
+    cfgs = expand("experiment=external_resnet18", "budget=cpu")
+    assert [c.run_name for c in cfgs] == ["plain-torchvision-resnet18_cifar", "torchvision-resnet18_cifar"]
+    cfg = cfgs[1]
+    assert (cfg.depth, cfg.block, cfg.width, cfg.norm) == (18, "basic", 64, "batch")
+    assert (cfg.optimizer._target_, cfg.optimizer.lr, cfg.scheduler.warmup_steps) == ("torch.optim.Adam", 1e-3, 0)
+    assert (cfg.model.kwargs.dropout, cfg.data.pad, cfg.data.flip, cfg.trainer.max_steps) == (0.5, 4, True, 500)
+    nets = [instantiate(c.model) for c in cfgs]
+    # model=resnet18's counts: 11,173,962 with projections, 11,000,138 for the plain twin
+    assert [sum(p.numel() for p in n.parameters()) for n in nets] == [11_000_138, 11_173_962]
+    assert nets[0](torch.randn(2, 3, 32, 32)).shape == (2, 10)
