@@ -118,3 +118,16 @@ def test_external_resnet18_preset_is_torchvision_resnet18_with_the_cifar_stem_ag
     # model=resnet18's counts: 11,173,962 with projections, 11,000,138 for the plain twin
     assert [sum(p.numel() for p in n.parameters()) for n in nets] == [11_000_138, 11_173_962]
     assert nets[0](torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+class Holder(nn.Module):
+    """Like a LightningModule without ``forward``: the network is an attribute (``self.model``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = tiny_torchvision_resnet()
+
+
+def test_a_module_without_forward_gets_the_blocks_of_its_children():
+    found = blocks(Holder())
+    assert [tag for tag, _ in found] == [f"model.{b}" for b in STAGE_BLOCKS]
