@@ -87,8 +87,22 @@ def external_net(*, factory: str, shortcut: str = "identity", kwargs: dict[str, 
     if not report.removed:
         raise UserFacingError(f"shortcut=none on model.factory={factory}: the fx pass found no residual addition, "
                               f"so the model is its own plain twin; train it with shortcut=identity")
+    if dead := zero_branch_ends(twin):
+        raise UserFacingError(
+            f"shortcut=none on model.factory={factory}: the branch of {len(dead)} blocks ends in a layer whose "
+            f"weight is all zero ({dead[0]}, ...): a zero-init-last of the residual net (Goyal et al. 2017 "
+            f"sec. 5.1), which in a plain net zeroes the signal, so the twin would not train; build the model "
+            f"without it (timm: +model.kwargs.zero_init_last=false; torchvision: zero_init_residual=false)")
     log.info("%s plain twin: %s", factory, report)
     return twin
+
+
+def zero_branch_ends(twin: nn.Module) -> list[str]:
+    """The layers ending a removed branch whose ``weight`` is all zero (timm's ResNets zero the
+    last BN scale of every block by default; torchvision's do with ``zero_init_residual``)."""
+    ends = [a.branch for a in getattr(twin, "residual_adds").removed if a.branch]
+    weights = {end: getattr(twin.get_submodule(end), "weight", None) for end in ends}
+    return [end for end, w in weights.items() if isinstance(w, nn.Parameter) and not w.detach().any()]
 
 
 def torchvision_cifar_resnet(arch: str = "resnet18", *, num_classes: int = 10, dropout: float = 0.0) -> nn.Module:

@@ -66,6 +66,8 @@ def test_the_composed_config_names_timm_runs_by_model_name(tmp_path):
      "shortcut='projection' is not valid for model=external; valid: identity"),
     ({"factory": "torch.nn.Linear", "kwargs": {"in_features": 2, "out_features": 2}, "shortcut": "none"},
      "found no residual addition, so the model is its own plain twin"),
+    ({"factory": "torchvision.models.resnet18", "kwargs": {"zero_init_residual": True}, "shortcut": "none"},
+     "the branch of 8 blocks ends in a layer whose weight is all zero (layer1.0.bn2, ...)"),
 ])
 def test_bad_external_settings_are_one_sentence(kwargs, message):
     with pytest.raises(UserFacingError, match=None) as err:
@@ -103,6 +105,15 @@ def test_blocks_of_the_model_as_written_and_of_its_twin_hook_the_same_layers():
         assert [tag for tag, _ in found] == STAGE_BLOCKS
         assert all(isinstance(b, BlockView) and isinstance(b.shortcut, shortcut) for _, b in found)
         assert [b.residual for _, b in found] == [model.get_submodule(f"{n}.bn2") for n in STAGE_BLOCKS]
+
+
+def test_timm_resnet_twin_needs_zero_init_last_off():
+    pytest.importorskip("timm")
+    with pytest.raises(UserFacingError, match=r"timm: \+model.kwargs.zero_init_last=false"):
+        external_net(factory="timm.create_model", kwargs={"model_name": "resnet18"}, shortcut="none")
+    twin = external_net(factory="timm.create_model", kwargs={"model_name": "resnet18", "zero_init_last": False},
+                        shortcut="none")
+    assert len(twin.residual_adds.removed) == 8
 
 
 def test_external_resnet18_preset_is_torchvision_resnet18_with_the_cifar_stem_against_its_twin():
