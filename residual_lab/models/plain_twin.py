@@ -110,13 +110,11 @@ def _join(prefix: str, name: str) -> str:
 
 
 def _is_add(node: fx.Node) -> bool:
-    if node.op == "call_function" and node.target in ADD_FUNCTIONS:
-        pass
-    elif not (node.op == "call_method" and node.target in ADD_METHODS):
-        return False
-    alpha = node.kwargs.get("alpha", 1)
-    return (len(node.args) == 2 and all(isinstance(a, fx.Node) for a in node.args) and alpha == 1
-            and set(node.kwargs) <= {"alpha"})
+    """``a + b`` of two computed values (not ``x + 1``, not ``torch.add(a, b, alpha=2)``)."""
+    adds = (node.op == "call_function" and node.target in ADD_FUNCTIONS) or \
+        (node.op == "call_method" and node.target in ADD_METHODS)
+    return (adds and len(node.args) == 2 and all(isinstance(a, fx.Node) for a in node.args)
+            and set(node.kwargs) <= {"alpha"} and node.kwargs.get("alpha", 1) == 1)
 
 
 class _Graph:

@@ -178,3 +178,24 @@ def test_untraceable_top_level_falls_back_to_its_children():
     plain.load_state_dict(net.body.state_dict())
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(twin(x), plain(x))
+
+
+class NotResiduals(nn.Module):
+    """Additions that are not residual joins, and one that is (the last)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos = nn.Parameter(torch.zeros(4))
+        self.a, self.b, self.c = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.pos                                  # no common fork
+        x = x + 1                                         # a constant
+        x = x + 0.044715 * x * x * x                      # computed from x, but nothing learned
+        x = torch.add(x, self.a(x), alpha=2)              # a scaled sum
+        x = self.a(x) + self.b(x)                         # two equally long branches
+        return x + self.c(x)                              # the residual
+
+
+def test_only_residual_joins_are_found():
+    assert find_residual_adds(NotResiduals()) == [ResidualAdd("", 0, "identity", "c")]
