@@ -60,7 +60,21 @@ def run_name(depth: int, shortcut: str, block: str = "basic", width: int = 16, n
     return name
 
 
+def external_run_name(factory: str, shortcut: str, model_name: str | None = None) -> str:
+    """``model=external``'s names: the factory's package and the model, ``plain-`` for the twin.
+
+    ``torchvision.models.resnet18`` -> ``torchvision-resnet18`` / ``plain-torchvision-resnet18``;
+    ``timm.create_model`` with ``model_name=vit_tiny_patch16_224`` -> ``timm-vit_tiny_patch16_224``.
+    The package prefix keeps them apart from the built-in families (``resnet18``).
+    """
+    package, _, function = str(factory).rpartition(".")
+    name = f"{package.split('.')[0] or function}-{model_name or function}"
+    return f"plain-{name}" if shortcut == "none" else name
+
+
 def register_resolvers() -> None:
     """Idempotent: Hydra apps, tests and notebooks may all call it."""
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", run_name)
+    if not OmegaConf.has_resolver("external_run_name"):
+        OmegaConf.register_new_resolver("external_run_name", external_run_name)

@@ -122,11 +122,13 @@ class RunSchema:
     own signature (:func:`target_schema`).
     """
 
-    depth: int = MISSING
+    # null for model=external: the model is as its factory builds it (the built-in models'
+    # own arguments still refuse null).
+    depth: Optional[int] = MISSING
     shortcut: str = MISSING
-    block: str = MISSING
-    width: int = MISSING
-    norm: str = MISSING
+    block: Optional[str] = MISSING
+    width: Optional[int] = MISSING
+    norm: Optional[str] = MISSING
     seed: int = MISSING
     deterministic: bool = False
     resume: Optional[str] = None

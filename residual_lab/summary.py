@@ -69,6 +69,16 @@ def data_root(data: DictConfig) -> str | None:
     return str(Path(str(root)).expanduser().resolve()) if root else None
 
 
+def model_name(model: DictConfig) -> str:
+    """The model's class (``CifarResNet``), or for ``model=external`` its factory
+    (``torchvision.models.resnet18``, ``timm.create_model:vit_tiny_patch16_224``)."""
+    factory = model.get("factory")
+    if factory is None:
+        return model._target_.rsplit(".", 1)[-1]
+    name = (model.get("kwargs") or {}).get("model_name")
+    return f"{factory}:{name}" if name else str(factory)
+
+
 def config_fields(cfg: DictConfig) -> dict[str, Any]:
     """The identifying fields of a run, straight from its config.
 
@@ -81,7 +91,7 @@ def config_fields(cfg: DictConfig) -> dict[str, Any]:
         "protocol": protocol.name if protocol is not None else "heldout",
         "dataset": dataset_name(cfg.data), "data_root": data_root(cfg.data),
         "data": cfg.data.source._target_.rsplit(".", 1)[-1],
-        "run_name": cfg.run_name, "model": cfg.model._target_.rsplit(".", 1)[-1], "depth": cfg.depth,
+        "run_name": cfg.run_name, "model": model_name(cfg.model), "depth": cfg.depth,
         "shortcut": cfg.shortcut, "block": cfg.block, "width": cfg.width, "norm": cfg.norm,
         "init": cfg.model.get("init"), "seed": cfg.seed, "batch_size": cfg.data.batch_size,
         "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1], "lr": cfg.optimizer.lr,

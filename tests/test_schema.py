@@ -41,11 +41,12 @@ BAD_INPUTS = [
                                  "takes no 'fast_dev_rn'; did you mean 'trainer.fast_dev_run'?"),
     (["+optimizer.momentm=0.9"], "unknown config key 'optimizer.momentm' (set to 0.9): torch.optim.SGD takes no "
                                  "'momentm'; did you mean 'optimizer.momentum'?"),
-    (["experiment=smok"], "unknown experiment 'smok' (did you mean 'smoke'?); valid choices: depth_lstm, depth_mlp, "
-                          "depth_vit, fig6, ladder, no_norm, preact, seed_resnet18, shortcuts, smoke, table6"),
+    (["experiment=smok"], "unknown experiment 'smok' (did you mean 'smoke'?); valid choices: debug, "
+                          "depth_lstm, depth_mlp, depth_vit, external_resnet18, fig6, ladder, no_norm, preact, "
+                          "seed_resnet18, shortcuts, smoke, table6"),
     (["+depth=5"], "'depth' is already a config key: set it without the +, as depth=5"),
     (["optimizer.lr=abc"], "optimizer.lr must be a number > 0, got 'abc'"),
-    (["depth=twenty"], "depth must be an integer >= 1, got 'twenty'"),
+    (["depth=twenty"], "depth must be an integer >= 1, or null, got 'twenty'"),  # null: model=external
     (["trainer.fast_dev_run=maybe"], "trainer.fast_dev_run must be an integer or a boolean (true/false), got 'maybe'"),
     (["torch_threads=0"], "torch_threads must be >= 1, got 0"),
     (["diagnostics.every_n_steps=0"], "diagnostics.every_n_steps must be >= 1, got 0"),

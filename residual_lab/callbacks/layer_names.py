@@ -16,6 +16,10 @@ numbers padded to equal width (and, where a block's layer names do not sort in t
 run, their index in the block: ViT's ``1_b00.0_attn.qkv``). They depend only on names, so the
 same layer of two nets of one family carries the same tag (plain-56 and resnet-56 overlay).
 summary.json keeps the short tags, as ordered lists.
+
+Any other module (``model=external``, or the callbacks in someone's own Lightning project)
+keeps its own names (``layer1.0.conv1``; ``blocks.3.attn.qkv`` of a timm ViT reads
+``b3.attn.qkv``), grouped by their first component (``layer1``, ``fc``).
 """
 
 from __future__ import annotations
@@ -109,5 +113,10 @@ def weighted_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def blocks(net: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(tag, block)`` for every residual or plain block, input to output."""
-    return [(short_name(name), blk) for name, blk in net.named_blocks()]
+    """``(tag, block)`` for every residual or plain block, input to output: a built-in family's
+    ``named_blocks()``, or for any other module the ones the fx pass finds
+    (:func:`residual_lab.models.external.named_blocks`; their names, e.g. ``layer1.0``, are
+    their tags)."""
+    from residual_lab.models.external import named_blocks
+
+    return [(short_name(name), blk) for name, blk in named_blocks(net)]

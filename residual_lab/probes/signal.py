@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from residual_lab.callbacks.layer_names import short_name
+from residual_lab.models.external import named_blocks
 from residual_lab.probes.common import images
 
 KEYS = ("mean_sq", "var", "branch_var", "grad_rms")
@@ -48,11 +49,16 @@ def _channel_stats(t: torch.Tensor) -> tuple[float, float]:
 
 def measure(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
     """The four statistics (and ``branch_var_gated``) of every block of ``net`` on the batch
-    ``(x, y)``, net mode as is."""
-    names = [name for name, _ in net.named_blocks()]
+    ``(x, y)``, net mode as is.
+
+    ``net`` is any module: a built-in family, or one whose blocks the fx pass finds
+    (:func:`residual_lab.models.external.named_blocks`).
+    """
+    blocks = list(named_blocks(net))
+    names = [name for name, _ in blocks]
     stats = {k: [None] * len(names) for k in (*KEYS, GATED_KEY)}
     handles = []
-    for i, (_, blk) in enumerate(net.named_blocks()):
+    for i, (_, blk) in enumerate(blocks):
         def on_output(module, args, out, i=i):
             stats["mean_sq"][i], stats["var"][i] = _channel_stats(out)
 
@@ -74,7 +80,8 @@ def measure(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
         for h in handles:
             h.remove()
         net.zero_grad(set_to_none=True)
-    prefixes = [n.rsplit("blocks.", 1)[0] for n in names]  # "stages.1." (CIFAR nets), "" (one stack)
+    # "stages.1." (CIFAR nets), "" (one stack), "layer2" (torchvision: the name minus the block's index)
+    prefixes = [n.rsplit("blocks.", 1)[0] if "blocks." in n else n.rpartition(".")[0] for n in names]
     stage = {p: i for i, p in enumerate(dict.fromkeys(prefixes))}
     return {"blocks": [short_name(n) for n in names], "stages": [stage[p] for p in prefixes],
             **stats, "loss": loss.item(), "batch_size": len(y)}
