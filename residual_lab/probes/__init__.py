@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from residual_lab.probes import landscape, lesion, responses, shatter, signal
+from residual_lab.probes import gradient_noise, hessian, jacobian, landscape, lesion, responses, shatter, signal
 
 #: ``python -m residual_lab.analyze <name>``: the valid names.
 PROBES: dict[str, ModuleType] = {
@@ -29,4 +29,7 @@ PROBES: dict[str, ModuleType] = {
     "lesion": lesion,
     "landscape": landscape,
     "shatter": shatter,
+    "hessian": hessian,
+    "jacobian": jacobian,
+    "gradient_noise": gradient_noise,
 }
