@@ -60,21 +60,21 @@ def lanczos(matvec: Matvec, v0: torch.Tensor, steps: int, tol: float = 1e-10) ->
         (about 0 when the space is invariant).
     """
     q = (v0 / v0.norm()).double()
-    basis = [q]
+    basis = torch.empty(steps, q.numel(), dtype=torch.float64, device=q.device)
     alpha, beta = [], []
     for i in range(steps):
+        basis[i] = q
         w = matvec(q.to(v0.dtype)).double()
         a = torch.dot(w, q)
         alpha.append(a)
-        Q = torch.stack(basis)
-        for _ in range(2):  # twice is enough (Parlett's "twice is enough")
+        Q = basis[:i + 1]
+        for _ in range(2):  # twice is enough (Parlett, "The Symmetric Eigenvalue Problem", sec. 6.9)
             w = w - Q.T @ (Q @ w)
         b = w.norm()
         beta.append(b)
         if i == steps - 1 or b <= tol * max(abs(float(x)) for x in alpha) or b == 0:
             break
         q = w / b
-        basis.append(q)
     return torch.stack(alpha), torch.stack(beta)
 
 

@@ -107,31 +107,44 @@ def _groups(net: nn.Module) -> tuple[list[str], list[int], torch.Tensor]:
     return names, counts, index
 
 
-def measure(op: LossHessian, net: nn.Module, options, generator: torch.Generator) -> dict:
-    """The three estimates of the module doc from the operator ``op``."""
-    dtype, device = op.params[0].dtype, op.params[0].device
-    names, counts, index = _groups(net)
-    index = index.to(device)
-
-    per_probe, per_block = [], []
-    for _ in range(options.trace_probes):
-        v = curvature.rademacher(op.n, generator, dtype, device)
+def trace_estimate(op, probes: list[torch.Tensor], index: torch.Tensor, groups: int) -> tuple[list[float], list[list[float]]]:
+    """v^T H v for every probe, and per probe the groups' v_b^T (Hv)_b (``index``: each flat
+    entry's group); with the n basis vectors as probes their sums are tr(H) and tr(H_bb)."""
+    per_probe, per_group = [], []
+    for v in probes:
         vhv = (v * op(v)).double()
         per_probe.append(vhv.sum().item())
-        per_block.append(torch.zeros(len(names), dtype=torch.float64, device=device).index_add_(0, index, vhv).tolist())
-    k = len(per_probe)
-    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-    stderr = lambda xs: math.sqrt(sum((a - mean(xs)) ** 2 for a in xs) / (len(xs) - 1) / len(xs)) if len(xs) > 1 else None  # noqa: E731
-    cols = list(zip(*per_block)) if per_block else [[] for _ in names]
+        per_group.append(torch.zeros(groups, dtype=torch.float64, device=v.device).index_add_(0, index, vhv).tolist())
+    return per_probe, per_group
+
+
+def _mean_stderr(xs: list[float]) -> tuple[float | None, float | None]:
+    if not xs:
+        return None, None
+    mean = sum(xs) / len(xs)
+    if len(xs) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((a - mean) ** 2 for a in xs) / (len(xs) - 1) / len(xs))
+
+
+def measure(op: LossHessian, net: nn.Module, options, generator: torch.Generator) -> dict:
+    """The three estimates of the module doc from the operator ``op``: first the trace
+    probes, then the SLQ runs, all drawn from ``generator`` in that order."""
+    dtype, device = op.params[0].dtype, op.params[0].device
+    names, counts, index = _groups(net)
+    probes = [curvature.rademacher(op.n, generator, dtype, device) for _ in range(options.trace_probes)]
+    per_probe, per_group = trace_estimate(op, probes, index.to(device), len(names))
+    trace, trace_err = _mean_stderr(per_probe)
+    blocks = [_mean_stderr(list(col)) for col in zip(*per_group)] or [(None, None)] * len(names)
 
     spec = curvature.slq(op, op.n, options.slq_runs, options.lanczos_steps, generator, dtype, device)
     theta, res = spec["nodes"][0], spec["residuals"][0]
     order = sorted(range(len(theta)), key=lambda j: -theta[j])[:options.top_k]
     density = curvature.density_on_grid(spec["nodes"], spec["weights"], options.density_points, options.sigma_rel)
     return {"params": op.n, "top": [theta[j] for j in order], "top_residual": [res[j] for j in order],
-            "trace": mean(per_probe) if k else None, "trace_stderr": stderr(per_probe), "trace_probes": per_probe,
+            "trace": trace, "trace_stderr": trace_err, "trace_probes": per_probe,
             "blocks": names, "block_params": counts,
-            "block_trace": [mean(c) if k else None for c in cols], "block_trace_stderr": [stderr(c) for c in cols],
+            "block_trace": [m for m, _ in blocks], "block_trace_stderr": [e for _, e in blocks],
             "density": {**density, "nodes": spec["nodes"], "weights": spec["weights"]},
             "lanczos_steps": options.lanczos_steps, "slq_runs": options.slq_runs}
 
