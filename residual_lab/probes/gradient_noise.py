@@ -70,7 +70,8 @@ def batch_gradients(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size
     """Yield (loss, [grad per parameter]) of each consecutive batch of ``batch_size`` images."""
     params = list(net.parameters())
     for i in range(0, len(y) - batch_size + 1, batch_size):
-        loss = F.cross_entropy(net(x[i:i + batch_size]).float(), y[i:i + batch_size])
+        out = net(x[i:i + batch_size])
+        loss = F.cross_entropy(out.float() if out.dtype in (torch.float16, torch.bfloat16) else out, y[i:i + batch_size])
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         yield loss.item(), [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
 
