@@ -24,7 +24,8 @@ Every analysis writes into its own Hydra output directory
 - ``<name>.json``: ``{"analysis": name, "meta": {...}, "result": {...}}``. ``meta`` holds the
   net's run name and config fields (depth, shortcut, block, width, norm, init, seed, data), ``params``,
   ``trained``, ``run_dir``, ``checkpoint``, the ``options`` (the ``analyze`` node),
-  ``device``, ``torch``, ``wall_time_s``; ``result`` is the probe's, schema in its module
+  ``device``, ``torch``, ``wall_time_s``, ``cpu_time_s`` (this process' CPU time: on a
+  shared machine the better measure of cost); ``result`` is the probe's, schema in its module
   docstring (:mod:`residual_lab.probes.signal` ...).
 - ``<name>_<figure>.png`` and ``tensorboard/`` (the same figures and the probe's series).
 """
@@ -139,7 +140,7 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("torch_threads"):
         torch.set_num_threads(int(cfg.torch_threads))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     device = cfg.get("device", "cpu")
     run_cfg, ckpt = None, None
     if cfg.get("run_dir"):
@@ -160,7 +161,8 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
             "checkpoint": str(ckpt) if ckpt else None,
             "options": OmegaConf.to_container(cfg.analyze, resolve=True), "device": str(device),
             "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(), "wall_time_s": time.perf_counter() - start}
+            "threads": torch.get_num_threads(), "wall_time_s": time.perf_counter() - start,
+            "cpu_time_s": time.process_time() - cpu_start}
     record = {"analysis": name, "meta": meta, "result": result}
     write_json(out / f"{name}.json", record)
 
