@@ -15,7 +15,8 @@ their appendix A.1 (two batch sizes, B_small = b and B_big = K b, the mean of th
 and SNR = |G|^2 / (tr(Sigma) / b) = b / B_simple, the signal-to-noise ratio of one batch's
 gradient. Both are computed for the whole net, per block (stem, blocks, head) and per
 weighted layer (conv, linear). |G|^2 can come out <= 0 where noise dominates: then
-B_simple is reported as null (not measurable with these K batches).
+B_simple is reported as null (not measurable with these K batches) and the SNR as
+estimated (<= 0), which says the same.
 
 The net runs as SGD sees it: in training mode (``bn_mode: train``, BatchNorm normalizes by
 each batch's statistics; its running statistics are restored afterwards), so the "per-
