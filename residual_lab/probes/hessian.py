@@ -27,12 +27,14 @@ Everything uses Hessian-vector products Hv = d(g . v)/dw by double backward
   relative width too).
 
 Cost: ``lanczos_steps * slq_runs + trace_probes`` Hessian-vector products, each about two
-forward-backward passes on the images. Defaults (conf/analyze/hessian.yaml): 200 images,
-top 5, 20 Lanczos steps, 2 SLQ runs, 20 trace probes: 60 products, measured 2.5 min
-(ResNet-20) and 6.5 min (ResNet-56) on one thread of a shared 2-core CPU
-(experiments/analysis/README.md). On a trained net these are the standard estimates; at
-this budget the density's resolution is coarse (20 nodes per run, where Ghorbani et al. use
-90 steps): it shows where the mass and the outliers are, not fine structure.
+forward-backward passes on the images. Defaults (conf/analyze/hessian.yaml): 64 images,
+top 4, 16 Lanczos steps, 2 SLQ runs, 16 trace probes: 48 products. Measured on one thread
+of a shared 2-core CPU (experiments/analysis/README.md sec. 6): ResNet-20 4-6 min wall
+under load; ResNet-56 8.5 s wall per product at load 5 (so ~7 min for the 48, projected),
+but 31 min wall at load 13-15, where the process got ~10 % of a core. On a trained net
+these are the standard estimates; at this budget the density's resolution is coarse (16
+nodes per run, where Ghorbani et al. use 90 steps): it shows where the mass and the
+outliers are, not fine structure.
 
 ``hessian.json``: ``{"images": int, "split": str, "params": int, "loss": float, "top":
 [k largest eigenvalue estimates, descending], "top_residual": [...], "trace": float,
