@@ -9,9 +9,9 @@ n x n matrix is ever formed (n = 0.85M parameters for ResNet-56).
   Investigation into Neural Net Optimization via Hessian Eigenvalue Density", sec. 2). Its
   Ritz values give the top eigenvalues (they converge at the spectrum's ends first), and
   its Ritz weights the stochastic Lanczos quadrature of the spectral density.
-- :func:`hutchinson`: v^T A v for each probe v; with Rademacher probes the mean is an
-  unbiased estimate of tr(A) (Hutchinson 1989; Avron and Toledo 2011), with the n basis
-  vectors it is tr(A) exactly (the tests use that).
+- :func:`rademacher`: the probes of Hutchinson's trace estimate, mean v^T A v over
+  Rademacher v (Hutchinson 1989; Avron and Toledo 2011); with the n basis vectors as probes
+  it is tr(A) exactly (the tests use that).
 - :func:`gaussian_density`: the Ritz nodes and weights of several runs, each node broadened
   by a Gaussian (Ghorbani et al. 2019 eq. 5; Yao et al. 2020 "PyHessian" sec. III-C).
 
@@ -25,7 +25,7 @@ themselves are short and are checked against dense matrices in tests/probes.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from typing import Callable
 
 import torch
 from torch import nn
@@ -93,11 +93,6 @@ def ritz(alpha: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Tensor, torch.T
         T = T + torch.diag(beta[:m - 1], 1) + torch.diag(beta[:m - 1], -1)
     theta, y = torch.linalg.eigh(T)
     return theta, y[0] ** 2, (beta[m - 1] * y[-1]).abs()
-
-
-def hutchinson(matvec: Matvec, probes: Iterable[torch.Tensor]) -> list[torch.Tensor]:
-    """``A v`` for each probe v (callers take v^T A v, or blockwise v_b^T (A v)_b)."""
-    return [matvec(v) for v in probes]
 
 
 def gaussian_density(nodes: list[list[float]], weights: list[list[float]], grid: torch.Tensor,
