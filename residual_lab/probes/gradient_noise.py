@@ -156,9 +156,10 @@ def scalars(result: dict) -> dict:
 
 def headline(result: dict) -> dict:
     """The report's row: the whole net's B_simple, |G|^2 and tr(Sigma), the SNR at the
-    measured batch size, the largest and smallest per-layer B_simple, and the budget."""
+    measured batch size, the largest and smallest per-layer B_simple, and the budget (keys
+    hold no "|": they head a markdown table)."""
     layer = [v for v in result["layer_b_simple"] if v is not None]
-    return {"B_simple": result["net"]["b_simple"], "|G|²": result["net"]["grad_sq"],
+    return {"B_simple": result["net"]["b_simple"], "‖G‖²": result["net"]["grad_sq"],
             "tr Σ": result["net"]["trace_cov"], "SNR": result["net"]["snr"],
             "layer B_simple min": min(layer, default=None), "layer B_simple max": max(layer, default=None),
             "batch": result["batch_size"], "batches": result["batches"]}

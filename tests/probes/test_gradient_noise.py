@@ -91,3 +91,12 @@ def test_train_mode_batch_norm_statistics_are_restored(data):
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
     assert all(p.grad is None for p in net.parameters())
     assert set(gradient_noise.figures(out)) == {"noise"}
+
+
+def test_headline_keys_fit_a_markdown_table():
+    """The report's table splits cells on "|": a key like "|G|²" would shift every column."""
+    result = {"net": {"b_simple": 10.0, "grad_sq": 1.0, "trace_cov": 10.0, "snr": 12.8},
+              "layer_b_simple": [5.0, None, 20.0], "batch_size": 128, "batches": 16}
+    head = gradient_noise.headline(result)
+    assert not any("|" in k for k in head)
+    assert head["layer B_simple min"] == 5.0 and head["layer B_simple max"] == 20.0
