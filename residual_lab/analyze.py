@@ -4,6 +4,12 @@
     python -m residual_lab.analyze signal -m depth=20,56,110 shortcut=none,identity norm=batch,none
     python -m residual_lab.analyze lesion run_dir=<a finished run> analyze.images=2000
     python -m residual_lab.analyze shatter analyze.depths=[1,8,24,50]
+    python -m residual_lab.analyze hessian depth=56 shortcut=none
+    python -m residual_lab.analyze jacobian -m depth=20,56 shortcut=none,identity norm=batch,none
+    python -m residual_lab.analyze gradient_noise run_dir=<a finished run>
+
+Without an analysis name (or with a misspelt one) it lists the analyses, one line each, and
+exits with status 2.
 
 The config is the run config (conf/config.yaml: depth, shortcut, block, norm, model.init,
 data ... compose exactly as for ``residual_lab.run``) plus the ``analyze`` node of
@@ -18,7 +24,8 @@ Every analysis writes into its own Hydra output directory
 - ``<name>.json``: ``{"analysis": name, "meta": {...}, "result": {...}}``. ``meta`` holds the
   net's run name and config fields (depth, shortcut, block, width, norm, init, seed, data), ``params``,
   ``trained``, ``run_dir``, ``checkpoint``, the ``options`` (the ``analyze`` node),
-  ``device``, ``torch``, ``wall_time_s``; ``result`` is the probe's, schema in its module
+  ``device``, ``torch``, ``wall_time_s``, ``cpu_time_s`` (this process' CPU time: on a
+  shared machine the better measure of cost); ``result`` is the probe's, schema in its module
   docstring (:mod:`residual_lab.probes.signal` ...).
 - ``<name>_<figure>.png`` and ``tensorboard/`` (the same figures and the probe's series).
 """
@@ -44,7 +51,7 @@ from omegaconf import DictConfig, OmegaConf
 from residual_lab.console import quiet_library_noise
 from residual_lab.errors import UserFacingError
 from residual_lab.io import atomic_write, write_json
-from residual_lab.probes import PROBES
+from residual_lab.probes import DESCRIPTIONS, PROBES
 from residual_lab.run import CONFIG_DIR
 
 log = logging.getLogger(__name__)
@@ -133,7 +140,7 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("torch_threads"):
         torch.set_num_threads(int(cfg.torch_threads))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     device = cfg.get("device", "cpu")
     run_cfg, ckpt = None, None
     if cfg.get("run_dir"):
@@ -154,7 +161,8 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
             "checkpoint": str(ckpt) if ckpt else None,
             "options": OmegaConf.to_container(cfg.analyze, resolve=True), "device": str(device),
             "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(), "wall_time_s": time.perf_counter() - start}
+            "threads": torch.get_num_threads(), "wall_time_s": time.perf_counter() - start,
+            "cpu_time_s": time.process_time() - cpu_start}
     record = {"analysis": name, "meta": meta, "result": result}
     write_json(out / f"{name}.json", record)
 
@@ -192,20 +200,42 @@ _VALUED_FLAGS = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn"
                  "-cd", "--config-dir", "--info", "--experimental-rerun"}
 
 
+#: Hydra's flags that print and exit: they need no analysis named (``analyze --help``).
+_INFO_FLAGS = {"-h", "--help", "--hydra-help", "--info", "-i", "-c", "--cfg", "--shell-completion", "-sc"}
+
+
+def usage(problem: str) -> str:
+    """``problem``, then how to call the command and every analysis with its one-line description."""
+    width = max(map(len, PROBES))
+    lines = [f"{problem}; usage: python -m residual_lab.analyze <analysis> [overrides], analyses:"]
+    lines += [f"  {name:<{width}}  {DESCRIPTIONS[name]}" for name in PROBES]
+    return "\n".join(lines)
+
+
 def translate_argv(argv: list[str]) -> list[str]:
     """``analyze signal -m depth=56`` -> ``-m depth=56 analyze=signal``: the first bare word
-    names the probe; it goes last, so Hydra sees its overrides in one run of positionals."""
+    names the probe; it goes last, so Hydra sees its overrides in one run of positionals.
+
+    Raises a :class:`UserFacingError` listing the analyses when the word is not one, or when
+    no analysis is named at all (no bare word, no ``analyze=`` override, no help flag).
+    """
     for i, arg in enumerate(argv):
         if arg.startswith("-") or "=" in arg or (i > 0 and argv[i - 1] in _VALUED_FLAGS):
             continue
         if arg not in PROBES:
-            raise SystemExit(f"residual_lab.analyze: unknown analysis {arg!r}; valid: {', '.join(PROBES)}")
+            raise UserFacingError(usage(f"unknown analysis {arg!r}"))
         return [*argv[:i], *argv[i + 1:], f"analyze={arg}"]
+    if not any(a.startswith("analyze=") or a in _INFO_FLAGS for a in argv):
+        raise UserFacingError(usage("no analysis named"))
     return argv
 
 
 def main() -> None:
-    sys.argv = [sys.argv[0], *translate_argv(sys.argv[1:])]
+    try:
+        sys.argv = [sys.argv[0], *translate_argv(sys.argv[1:])]
+    except UserFacingError as err:
+        print(f"residual_lab.analyze: {err}", file=sys.stderr)
+        sys.exit(2)
     quiet_library_noise()
     _main()
 

@@ -4,7 +4,10 @@
     python experiments/analysis/plot.py collect signal <sweep dir> signal_inits
     python experiments/analysis/plot.py collect shatter <sweep dir>
     python experiments/analysis/plot.py collect responses <analysis dirs> trained/responses   # also lesion, landscape
-    python experiments/analysis/plot.py figures     # signal.png, signal_inits.png, shatter.png, shatter_cnn.png, trained.png
+    python experiments/analysis/plot.py collect hessian <dir holding the analysis outputs> curvature/hessian
+    python experiments/analysis/plot.py collect jacobian <dir> curvature/jacobian   # also gradient_noise
+    python experiments/analysis/plot.py figures     # signal.png, signal_inits.png, shatter.png, shatter_cnn.png,
+                                                    # trained.png, curvature.png
 
 Per-run figures are written by ``python -m residual_lab.analyze`` itself; these overlay runs.
 """
@@ -42,13 +45,14 @@ def _rounded(x):
 
 def collect(name: str, sweep: Path, dest: str | None = None) -> None:
     (HERE / (dest or name)).mkdir(parents=True, exist_ok=True)
-    for path in sorted(sweep.glob(f"*/{name}.json")):
+    for path in sorted(sweep.glob(f"**/{name}.json")):
         record = json.loads(path.read_text())
         if name == "shatter":  # keep one draw's gradients: the autocorrelations are the means
             for kind in record["result"]["fc"].values():
                 for r in kind.values():
                     r["gradients"] = r["gradients"][:1]
-        (HERE / (dest or name) / f"{_name(record['meta'])}.json").write_text(json.dumps(_rounded(record)))
+        seed = f"-seed{record['meta']['seed']}" if name in ("hessian", "jacobian", "gradient_noise") else ""
+        (HERE / (dest or name) / f"{_name(record['meta'])}{seed}.json").write_text(json.dumps(_rounded(record)))
 
 
 def signal_figure() -> None:
@@ -176,6 +180,47 @@ def trained_figure() -> None:
     fig.savefig(HERE / "trained.png", dpi=80)
 
 
+def curvature_figure() -> None:
+    """Fresh nets: Hessian density, per-block Jacobian chi, per-block gradient noise scale."""
+    def load(name: str) -> list[dict]:
+        return [json.loads(p.read_text()) for p in sorted((HERE / "curvature" / name).glob("*.json"))]
+
+    hessians, jacobians, noises = load("hessian"), load("jacobian"), load("gradient_noise")
+    if not (hessians or jacobians or noises):
+        return
+    label = lambda m: (f"{'plain' if m['shortcut'] == 'none' else 'ResNet'}-{m['depth']}"  # noqa: E731
+                       f"{'' if m['norm'] == 'batch' else ' no norm'}")
+    style = lambda m: {"color": {20: "C0", 56: "C1"}.get(m["depth"], "C2"),  # noqa: E731
+                       "ls": "-" if m["shortcut"] != "none" else ":", "lw": 1.0 if m["norm"] == "batch" else 2.0}
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.2))
+    for rec in hessians:
+        d, m = rec["result"]["density"], rec["meta"]
+        top = rec["result"]["top"][0]
+        axes[0].semilogy([g / top for g in d["grid"]], [max(v * top, 1e-10) for v in d["density"]],
+                         label=f"{label(m)}: λmax {top:.3g}, tr {rec['result']['trace']:.3g}", **style(m))
+    axes[0].set_ylim(1e-6, None)
+    axes[0].set_xlabel("Hessian eigenvalue / λmax")
+    axes[0].set_title("Hessian spectral density (SLQ), scaled to each net's λmax", fontsize=9)
+    for rec in jacobians:
+        r, m = rec["result"], rec["meta"]
+        n = len(r["block_chi"])
+        axes[1].semilogy([(i + 0.5) / n for i in range(n)], r["block_chi"], label=label(m), **style(m))
+    axes[1].axhline(1.0, color="gray", lw=0.5)
+    axes[1].set_xlabel("block position (scaled)")
+    axes[1].set_title("block Jacobian: mean squared singular value chi", fontsize=9)
+    for rec in noises:
+        r, m = rec["result"], rec["meta"]
+        n = len(r["block_b_simple"])
+        axes[2].semilogy([(i + 0.5) / n for i in range(n)],
+                         [float("nan") if v is None else v for v in r["block_b_simple"]], label=label(m), **style(m))
+    axes[2].set_xlabel("group position (stem, blocks, head; scaled)")
+    axes[2].set_title("gradient noise scale B_simple per block (images)", fontsize=9)
+    for ax in axes:
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(HERE / "curvature.png", dpi=80)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "collect":
         collect(sys.argv[2], Path(sys.argv[3]), *sys.argv[4:5])
@@ -184,3 +229,4 @@ if __name__ == "__main__":
         inits_figure()
         shatter_figure()
         trained_figure()
+        curvature_figure()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from residual_lab.probes import landscape, lesion, responses, shatter, signal
+from residual_lab.probes import gradient_noise, hessian, jacobian, landscape, lesion, responses, shatter, signal
 
 #: ``python -m residual_lab.analyze <name>``: the valid names.
 PROBES: dict[str, ModuleType] = {
@@ -29,4 +29,19 @@ PROBES: dict[str, ModuleType] = {
     "lesion": lesion,
     "landscape": landscape,
     "shatter": shatter,
+    "hessian": hessian,
+    "jacobian": jacobian,
+    "gradient_noise": gradient_noise,
+}
+
+#: One line per analysis, listed by ``python -m residual_lab.analyze`` without a (valid) name.
+DESCRIPTIONS: dict[str, str] = {
+    "signal": "signal propagation plots: per-block activation and gradient statistics (Brock et al. 2021)",
+    "responses": "std of every 3x3 layer's response, sorted and in network order (He et al. 2015 fig. 7)",
+    "lesion": "test error with blocks removed or reordered (Veit et al. 2016)",
+    "landscape": "training loss along filter-normalised random directions (Li et al. 2018)",
+    "shatter": "autocorrelation of input gradients of plain vs residual nets (Balduzzi et al. 2017)",
+    "hessian": "top Hessian eigenvalues, trace and spectral density of the training loss (Yao et al. 2020)",
+    "jacobian": "singular values of the input-output and per-block Jacobians (Pennington et al. 2017)",
+    "gradient_noise": "gradient noise scale B_simple and SNR, whole net, per block and layer (McCandlish et al. 2018)",
 }

@@ -28,8 +28,49 @@ def test_first_bare_word_names_the_analysis():
     assert translate_argv(["signal", "depth=56"]) == ["depth=56", "analyze=signal"]
     assert translate_argv(["signal", "-m", "depth=8,20"]) == ["-m", "depth=8,20", "analyze=signal"]
     assert translate_argv(["--cfg", "job", "lesion"]) == ["--cfg", "job", "analyze=lesion"]
-    with pytest.raises(SystemExit, match="unknown analysis"):
-        translate_argv(["noise"])
+    assert translate_argv(["analyze=hessian", "depth=8"]) == ["analyze=hessian", "depth=8"]
+    assert translate_argv(["--help"]) == ["--help"]
+
+
+@pytest.mark.parametrize("argv,problem", [([], "no analysis named"), (["depth=56"], "no analysis named"),
+                                          (["hesian", "depth=56"], "unknown analysis 'hesian'")])
+def test_no_or_a_misspelt_analysis_lists_every_analysis_and_exits_2(argv, problem, monkeypatch, capsys):
+    """Issue 30: the bare command, or a wrong name, prints one line per analysis (name and
+    description) and exits with status 2, without a traceback and without running Hydra."""
+    from residual_lab import analyze as app
+    from residual_lab.probes import DESCRIPTIONS, PROBES
+
+    with pytest.raises(UserFacingError, match=problem):
+        translate_argv(argv)
+    monkeypatch.setattr("sys.argv", ["analyze", *argv])
+    monkeypatch.setattr(app, "_main", lambda: pytest.fail("Hydra must not run"))
+    with pytest.raises(SystemExit) as exit_info:
+        app.main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert problem in err.splitlines()[0] and "Traceback" not in err
+    listed = [line.split()[0] for line in err.splitlines()[1:]]
+    assert listed == list(PROBES) == list(DESCRIPTIONS)
+    for line, name in zip(err.splitlines()[1:], PROBES):
+        assert line.strip().endswith(DESCRIPTIONS[name])
+
+
+@pytest.mark.parametrize("name,options", [
+    ("hessian", ["analyze.images=8", "analyze.batch_size=8", "analyze.lanczos_steps=3", "analyze.slq_runs=1",
+                 "analyze.trace_probes=2", "analyze.top_k=2"]),
+    ("jacobian", ["analyze.images=2", "analyze.calibration_images=8", "analyze.probes=2", "analyze.lanczos_steps=3"]),
+    ("gradient_noise", ["analyze.batch_size=4", "analyze.batches=3"])])
+def test_curvature_analyses_write_their_record_and_figure(tmp_path, name, options):
+    """hessian, jacobian, gradient_noise through the app: the record names the three blocks
+    of the depth-8 net and the options it ran with, and the figure is written."""
+    from residual_lab.probes import PROBES
+
+    record = analyze(_compose(name, *options, out=tmp_path))
+    saved = json.loads((tmp_path / f"{name}.json").read_text())
+    assert saved["analysis"] == name and saved["meta"]["options"]["name"] == name
+    assert [b for b in saved["result"]["blocks"] if b not in ("stem", "head")] == ["s1.b0", "s2.b0", "s3.b0"]
+    assert list(PROBES[name].figures(record["result"])) == [p.stem.removeprefix(name + "_")
+                                                              for p in sorted(tmp_path.glob(f"{name}_*.png"))]
 
 
 def test_fresh_net_writes_json_png_and_tensorboard(tmp_path):
