@@ -91,7 +91,7 @@ def test_report_of_a_2x2_sweep_has_all_four_rows_and_figures(sweep):
         assert c[:5] == [net, depth, shortcut, "basic", "batch"]
         # depth and shortcut have their own columns; nothing else differs within this sweep
         assert c[5:8] == ["–", "synthetic", run.get("protocol")]
-        assert c[9] == f"{run.summary['train_error']:.2f} (n=1)"  # one seed
+        assert c[9] == f"{run.summary['train_error_full']:.2f} (n=1)"  # one seed; the registered statistic
         assert c[10] == f"{run.summary['test_error']:.2f} (n=1)"
         assert c[11] == "– (data set synthetic)"  # a synthetic run never sits beside a paper number
     assert "4 runs: 4 completed." in report
@@ -456,7 +456,8 @@ def copy_with_seed(sweep: Path, dst: Path, seed: int, shift: float) -> Path:
     shutil.copytree(sweep, dst, ignore=shutil.ignore_patterns("checkpoints", "*.png", "report.md"))
     for summary_file in dst.glob("*/summary.json"):
         summary = json.loads(summary_file.read_text())
-        summary.update(seed=seed, train_error=summary["train_error"] + shift)
+        summary.update(seed=seed, train_error=summary["train_error"] + shift,
+                       train_error_full=summary["train_error_full"] + shift)
         summary_file.write_text(json.dumps(summary))
     return dst
 
@@ -470,7 +471,7 @@ def test_several_sweep_dirs_merge_into_one_report(sweep, tmp_path, capsys):
     assert f"# Report: `{sweep}`, `{second}`" in report and "8 runs: 8 completed." in report
     rows = table_lines(report)
     assert len(rows) == 4 and all(cells(line)[9].endswith("(n=2)") for line in rows)
-    first = {r.name: r.summary["train_error"] for r in find_runs(sweep)}
+    first = {r.name: r.summary["train_error_full"] for r in find_runs(sweep)}
     plain8 = next(cells(line) for line in rows if cells(line)[:2] == ["plain", "8"])
     assert plain8[9] == f"{first['plain-8'] + 0.5:.2f} ± {2 ** -0.5:.2f} (n=2)"
     # the same runs given twice are not extra seeds
