@@ -18,7 +18,8 @@ pytest.importorskip("nbclient")
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "analysis.ipynb"
-RECORDS = sorted(p.parent for p in ROOT.glob("experiments/*/runs/*/summary.json"))
+#: Every committed run record, wherever under experiments/ (the notebook reads them all, e.g. fig6/rerun/).
+RECORDS = sorted(p.parent for p in ROOT.glob("experiments/**/summary.json"))
 #: Committed records that completed (the others, e.g. diverged norm-free runs, are counted apart).
 COMPLETED = [r for r in RECORDS if json.loads((r / "summary.json").read_text())["status"] == "completed"]
 
