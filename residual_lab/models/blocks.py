@@ -1,91 +1,44 @@
-"""Residual blocks. Plain and residual blocks are the same class: only ``shortcut`` differs.
+"""The CIFAR ResNets' conv blocks. Plain and residual blocks are the same class: only ``shortcut`` differs.
 
-Every block exposes ``residual`` (the branch F(x), a named ``nn.Sequential``) and
-``shortcut`` (``None`` for a plain block), so diagnostics can hook F(x) and x alike.
+Every block is a :class:`~residual_lab.models.protocol.ResidualBlock`: ``residual`` (the branch
+F(x), a named ``nn.Sequential``) and ``shortcut`` (``None`` for a plain block), so diagnostics
+can hook F(x) and x alike. ``variant`` (``skipinit``, ``rezero``, ``fixup`` or None) builds the
+block in that variant's layout (:mod:`residual_lab.models.variants`).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
-import torch
 from torch import nn
 
 from residual_lab.models.layers import NormFactory, conv1x1, conv3x3, conv_norm
+from residual_lab.models.protocol import ResidualBlock
 from residual_lab.models.shortcuts import ProjectionShortcut, make_shortcut
 
 
-class _Block(nn.Module):
-    """Shared logic: ``out = act(F(x) + shortcut(x))``; a plain block drops the sum.
-
-    ``preact`` (pre-activation nets only) is a BN-ReLU applied to x before the split, so
-    both paths read the activated signal (He et al. 2016 appendix); None everywhere else.
-    ``gate`` is None unless a norm-free init (``skipinit`` or ``rezero`` in
-    :mod:`residual_lab.models.init`) sets a learnable scalar that multiplies F(x); being a
-    None parameter it adds no state_dict key, so other nets' checkpoints are unchanged.
-    """
-
-    #: Output channels = planes * expansion.
-    expansion: int = 1
-    #: Weighted layers on the residual branch (depth = layers_per_block * 3n + 2).
-    layers_per_block: int = 2
-    #: Post-activation blocks apply ReLU after the addition; pre-activation blocks do not.
-    post_activation: bool = True
-
-    def __init__(self, shortcut: nn.Module | None, residual: nn.Sequential, act: nn.Module | None,
-                 preact: nn.Sequential | None = None):
-        super().__init__()
-        self.preact = preact
-        self.residual = residual
-        self.shortcut = shortcut
-        self.act = act
-        self.register_parameter("gate", None)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.preact is not None:
-            x = self.preact(x)
-        out = self.branch(x) if self.shortcut is None else self.branch(x) + self.shortcut(x)
-        return out if self.act is None else self.act(out)
-
-    def branch(self, x: torch.Tensor) -> torch.Tensor:
-        """F(x): the residual branch, times the scalar ``gate`` where an init added one."""
-        return self.residual(x) if self.gate is None else self.gate * self.residual(x)
-
-    def zero_init_last(self) -> None:
-        """Zero the last scale of the residual branch so the block starts as identity.
-
-        Only for residual blocks (Goyal et al. 2017, "Accurate, Large Minibatch SGD",
-        sec. 5.1): in a plain block the same init multiplies the signal by zero and
-        kills the network, so plain blocks refuse it.
-        """
-        if self.shortcut is None:
-            raise RuntimeError("zero_init_last() on a plain block would zero the signal path")
-        last = [m for m in self.residual if isinstance(m, (nn.BatchNorm2d, nn.Conv2d))][-1]
-        nn.init.zeros_(last.weight)
-
-
-class BasicBlock(_Block):
+class BasicBlock(ResidualBlock):
     """Two 3x3 convs, norm after each, ReLU after the addition (He et al. 2015 fig. 2)."""
 
     def __init__(self, in_channels: int, planes: int, *, stride: int = 1, shortcut: str,
-                 norm: NormFactory, act: type[nn.Module] = nn.ReLU) -> None:
+                 norm: NormFactory, act: type[nn.Module] = nn.ReLU, variant: str | None = None) -> None:
         layers = [
             *conv_norm(conv3x3(in_channels, planes, stride), norm, "1"),
             ("relu1", act(inplace=True)),
             *conv_norm(conv3x3(planes, planes), norm, "2"),
         ]
         super().__init__(make_shortcut(shortcut, in_channels, planes, stride, norm),
-                         nn.Sequential(OrderedDict(layers)), act(inplace=True))
+                         nn.Sequential(OrderedDict(layers)), act(inplace=True), variant=variant)
 
 
-class BottleneckBlock(_Block):
+class BottleneckBlock(ResidualBlock):
     """1x1-3x3-1x1 with 4x expansion (He et al. 2015 fig. 5; the 164-layer CIFAR nets)."""
 
     expansion = 4
     layers_per_block = 3
 
     def __init__(self, in_channels: int, planes: int, *, stride: int = 1, shortcut: str,
-                 norm: NormFactory, act: type[nn.Module] = nn.ReLU) -> None:
+                 norm: NormFactory, act: type[nn.Module] = nn.ReLU, variant: str | None = None) -> None:
         out_channels = planes * self.expansion
         layers = [
             *conv_norm(conv1x1(in_channels, planes), norm, "1"),
@@ -95,7 +48,7 @@ class BottleneckBlock(_Block):
             *conv_norm(conv1x1(planes, out_channels), norm, "3"),
         ]
         super().__init__(make_shortcut(shortcut, in_channels, out_channels, stride, norm),
-                         nn.Sequential(OrderedDict(layers)), act(inplace=True))
+                         nn.Sequential(OrderedDict(layers)), act(inplace=True), variant=variant)
 
 
 def _preact(norm: NormFactory, channels: int, act: type[nn.Module], i: str) -> list:
@@ -121,7 +74,7 @@ def _split_preact(shortcut: nn.Module | None, after_stem: bool, norm: NormFactor
     return None, layers
 
 
-class PreActBlock(_Block):
+class PreActBlock(ResidualBlock):
     """Pre-activation basic block: BN-ReLU-conv twice, pure identity after the addition.
 
     He et al. 2016, "Identity Mappings in Deep Residual Networks" (arXiv:1603.05027), fig. 4e.
@@ -134,7 +87,8 @@ class PreActBlock(_Block):
     post_activation = False
 
     def __init__(self, in_channels: int, planes: int, *, stride: int = 1, shortcut: str,
-                 norm: NormFactory, act: type[nn.Module] = nn.ReLU, after_stem: bool = False) -> None:
+                 norm: NormFactory, act: type[nn.Module] = nn.ReLU, after_stem: bool = False,
+                 variant: str | None = None) -> None:
         skip = make_shortcut(shortcut, in_channels, planes, stride, None)
         preact, first = _split_preact(skip, after_stem, norm, in_channels, act)
         layers = [
@@ -143,10 +97,10 @@ class PreActBlock(_Block):
             *_preact(norm, planes, act, "2"),
             ("conv2", conv3x3(planes, planes)),
         ]
-        super().__init__(skip, nn.Sequential(OrderedDict(layers)), None, preact)
+        super().__init__(skip, nn.Sequential(OrderedDict(layers)), None, preact, variant=variant)
 
 
-class PreActBottleneckBlock(_Block):
+class PreActBottleneckBlock(ResidualBlock):
     """Pre-activation bottleneck (He et al. 2016; ResNet-164/1001 on CIFAR).
 
     As in the authors' resnet-pre-act.lua, a unit that subsamples strides its first 1x1
@@ -161,7 +115,8 @@ class PreActBottleneckBlock(_Block):
     post_activation = False
 
     def __init__(self, in_channels: int, planes: int, *, stride: int = 1, shortcut: str,
-                 norm: NormFactory, act: type[nn.Module] = nn.ReLU, after_stem: bool = False) -> None:
+                 norm: NormFactory, act: type[nn.Module] = nn.ReLU, after_stem: bool = False,
+                 variant: str | None = None) -> None:
         out_channels = planes * self.expansion
         skip = make_shortcut(shortcut, in_channels, out_channels, stride, None)
         preact, first = _split_preact(skip, after_stem, norm, in_channels, act)
@@ -173,11 +128,11 @@ class PreActBottleneckBlock(_Block):
             *_preact(norm, planes, act, "3"),
             ("conv3", conv1x1(planes, out_channels)),
         ]
-        super().__init__(skip, nn.Sequential(OrderedDict(layers)), None, preact)
+        super().__init__(skip, nn.Sequential(OrderedDict(layers)), None, preact, variant=variant)
 
 
 #: The valid ``block`` values.
-BLOCKS: dict[str, type[_Block]] = {
+BLOCKS: dict[str, type[ResidualBlock]] = {
     "basic": BasicBlock,
     "bottleneck": BottleneckBlock,
     "preact": PreActBlock,

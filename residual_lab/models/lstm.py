@@ -9,27 +9,35 @@ GNMT reports, "works well up to 4 layers, barely with 6, and very poorly beyond 
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
-from typing import Iterator
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
-from residual_lab.models.blocks import _Block
 from residual_lab.models.layers import check_choice
+from residual_lab.models.protocol import BlockNet, ResidualBlock
 
 LSTM_SHORTCUTS = ("none", "identity")
 
 
-class LSTMLayer(nn.Module):
-    """One LSTM layer over a whole sequence: ``nn.LSTM``'s equations, kernel and initialisation.
+@functools.cache
+def _lstm(width: int) -> nn.LSTM:
+    """A one-layer ``nn.LSTM`` on the meta device: its forward, run on a layer's own weights."""
+    return nn.LSTM(width, width, batch_first=True, device="meta")
 
-    The gate weights live in two ``nn.Linear`` (``ih``: input, ``hh``: recurrent; gates
-    i, f, g, o as in ``nn.LSTM``) so the diagnostics track them like any layer (``nn.LSTM``
-    keeps them as loose parameters); the forward passes them to the fused kernel
-    ``nn.LSTM`` itself calls (``torch._VF.lstm``), about 4x faster on a CPU than a Python
-    loop over the steps (151 vs 579 ms forward+backward, batch 128, 32 steps, width 128,
-    1 thread, on our loaded 2-core CPU).
+
+class LSTMLayer(nn.Module):
+    """One ``nn.LSTM`` layer over a whole sequence, its gate weights kept in two ``nn.Linear``.
+
+    ``ih`` (input) and ``hh`` (recurrent) hold ``nn.LSTM``'s ``weight_ih_l0``/``bias_ih_l0`` and
+    ``weight_hh_l0``/``bias_hh_l0`` (gates i, f, g, o), so the diagnostics track them like any
+    layer (tags ``b<j>.ih``, ``b<j>.hh``; ``nn.LSTM`` keeps them as loose parameters) and
+    checkpoints name them ``ih.weight``...; the forward is ``nn.LSTM``'s, run on them with
+    ``torch.func.functional_call`` (the use ``nn.LSTM``'s ``_weights_have_changed`` provides
+    for): its fused kernel, about 4x faster on a CPU than a Python loop over the steps (151 vs
+    579 ms forward+backward, batch 128, 32 steps, width 128, 1 thread, on our loaded 2-core CPU).
 
     Args:
         width: input and hidden features (equal, so the identity shortcut fits).
@@ -43,14 +51,27 @@ class LSTMLayer(nn.Module):
         self.hh = nn.Linear(width, 4 * width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h0 = x.new_zeros(1, x.shape[0], self.width)  # (layers, batch, width), as are c0
-        weights = [self.ih.weight, self.hh.weight, self.ih.bias, self.hh.bias]
-        # Arguments as nn.LSTM.forward passes them: has_biases, num_layers, dropout, train,
-        # bidirectional, batch_first. Returns (output, h_n, c_n).
-        return torch._VF.lstm(x, (h0, h0), weights, True, 1, 0.0, self.training, False, True)[0]
+        weights = {"weight_ih_l0": self.ih.weight, "weight_hh_l0": self.hh.weight,
+                   "bias_ih_l0": self.ih.bias, "bias_hh_l0": self.hh.bias}
+        return functional_call(_lstm(self.width), weights, (x,))[0]
 
 
-class LSTMStack(nn.Module):
+class ImageRows(nn.Module):
+    """(batch, 3, 32, 32) images -> (batch, 32 rows, 3 * 32 features) sequences, in NCHW order
+    whatever the memory format."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 1, 3).flatten(2)
+
+
+class LastStep(nn.Module):
+    """(batch, steps, features) -> (batch, features) of the last step, which has read the whole image."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, -1]
+
+
+class LSTMStack(BlockNet):
     """Plain or residual LSTM stack on images read as sequences of rows.
 
     Args:
@@ -72,26 +93,11 @@ class LSTMStack(nn.Module):
         if depth < 1:
             raise ValueError(f"depth {depth} must be >= 1 LSTM layer")
         self.depth, self.shortcut, self.block, self.norm = depth, shortcut, block, norm
-        self.stem = nn.Sequential(OrderedDict(proj=nn.Linear(row_features, width)))
-        self.blocks = nn.Sequential(*[_Block(None if shortcut == "none" else nn.Identity(), LSTMLayer(width), None)
+        self.stem = nn.Sequential(OrderedDict(rows=ImageRows(), proj=nn.Linear(row_features, width)))
+        self.blocks = nn.Sequential(*[ResidualBlock(None if shortcut == "none" else nn.Identity(), LSTMLayer(width))
                                       for _ in range(depth)])
-        self.head = nn.Sequential(OrderedDict(fc=nn.Linear(width, num_classes)))
+        self.head = nn.Sequential(OrderedDict(last=LastStep(), fc=nn.Linear(width, num_classes)))
         self.num_features = width
-
-    def named_blocks(self) -> Iterator[tuple[str, nn.Module]]:
-        """LSTM layers in network order, named ``blocks.<j>`` (tags ``b0``, ``b1``, ...)."""
-        for j, blk in enumerate(self.blocks):
-            yield f"blocks.{j}", blk
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.permute(0, 2, 1, 3).flatten(2)  # (batch, 32 rows, 3 * 32 features), NCHW order
-        return self.blocks(self.stem(rows))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x[:, -1])  # the last step has read the whole image
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
     def extra_repr(self) -> str:
         return f"depth={self.depth}, shortcut={self.shortcut}"

@@ -9,14 +9,13 @@ plain twin, which is then an ordinary MLP. Two layers per branch because a one-l
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterator
 
-import torch
 from torch import nn
 
-from residual_lab.models.blocks import _Block
 from residual_lab.models.init import INITS
 from residual_lab.models.layers import ACT_LAYERS, check_choice
+from residual_lab.models.protocol import BlockNet, ResidualBlock
+from residual_lab.models.variants import check_variant, layout_net, variant_of
 
 #: ``norm`` choices: a 1-d feature norm after each linear layer (or none).
 MLP_NORMS: dict[str, type[nn.Module] | None] = {"batch": nn.BatchNorm1d, "layer": nn.LayerNorm, "none": None}
@@ -32,19 +31,19 @@ def linear_norm(in_features: int, out_features: int, norm: type[nn.Module] | Non
     return layers + ([] if norm is None else [(f"norm{i}", norm(out_features))])
 
 
-class MLPBlock(_Block):
+class MLPBlock(ResidualBlock):
     """Two linear layers, norm after each, ReLU after the addition (or after F(x) when plain)."""
 
     def __init__(self, width: int, *, shortcut: str, norm: type[nn.Module] | None,
-                 act: type[nn.Module] = nn.ReLU) -> None:
+                 act: type[nn.Module] = nn.ReLU, variant: str | None = None) -> None:
         check_choice("shortcut", shortcut, MLP_SHORTCUTS)
         layers = [*linear_norm(width, width, norm, "1"), ("relu1", act(inplace=True)),
                   *linear_norm(width, width, norm, "2")]
         super().__init__(None if shortcut == "none" else nn.Identity(),
-                         nn.Sequential(OrderedDict(layers)), act(inplace=True))
+                         nn.Sequential(OrderedDict(layers)), act(inplace=True), variant=variant)
 
 
-class MLP(nn.Module):
+class MLP(BlockNet):
     """Plain or residual MLP of any depth on 3x32x32 images.
 
     Args:
@@ -67,30 +66,20 @@ class MLP(nn.Module):
         check_choice("init", init, [i for i in MLP_INITS if i in INITS])
         if depth < 4 or depth % 2:
             raise ValueError(f"depth {depth} is not 2n+2 with n >= 1 for model=mlp; try {max(4, depth + depth % 2)}")
-        norm_layer, act = MLP_NORMS[norm], ACT_LAYERS["relu"]
+        check_variant(init, shortcut=shortcut, norm=norm)
+        norm_layer, act, variant = MLP_NORMS[norm], ACT_LAYERS["relu"], variant_of(init)
         self.depth, self.shortcut, self.block, self.norm, self.init = depth, shortcut, block, norm, init
 
-        self.stem = nn.Sequential(OrderedDict([*linear_norm(in_features, width, norm_layer, ""),
+        # Flattened in NCHW order whatever the memory format.
+        self.stem = nn.Sequential(OrderedDict([("flatten", nn.Flatten()),
+                                               *linear_norm(in_features, width, norm_layer, ""),
                                                ("relu", act(inplace=True))]))
-        self.blocks = nn.Sequential(*[MLPBlock(width, shortcut=shortcut, norm=norm_layer, act=act)
+        self.blocks = nn.Sequential(*[MLPBlock(width, shortcut=shortcut, norm=norm_layer, act=act, variant=variant)
                                       for _ in range((depth - 2) // 2)])
         self.head = nn.Sequential(OrderedDict(fc=nn.Linear(width, num_classes)))
         self.num_features = width
+        layout_net(self, variant)
         INITS[init](self)
-
-    def named_blocks(self) -> Iterator[tuple[str, nn.Module]]:
-        """Blocks in network order, named ``blocks.<j>`` (tags ``b0``, ``b1``, ...)."""
-        for j, blk in enumerate(self.blocks):
-            yield f"blocks.{j}", blk
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.stem(x.flatten(1)))  # NCHW order whatever the memory format
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
     def extra_repr(self) -> str:
         return f"depth={self.depth}, shortcut={self.shortcut}, norm={self.norm}, init={self.init}"

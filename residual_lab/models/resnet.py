@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterator
 
 import torch
 from torch import nn
 
 from residual_lab.models.blocks import BLOCKS
-from residual_lab.models.init import INITS, fixup_parameter_groups
+from residual_lab.models.init import INITS
 from residual_lab.models.layers import ACT_LAYERS, NormFactory, check_choice, conv3x3, resolve_norm
+from residual_lab.models.protocol import BlockNet
 from residual_lab.models.shortcuts import SHORTCUTS
+from residual_lab.models.variants import check_variant, fixup_parameter_groups, layout_net, variant_of
 
 #: Strides of the three stages: 32x32, 16x16 and 8x8 feature maps.
 STAGE_STRIDES = (1, 2, 2)
@@ -60,27 +61,14 @@ def make_stage(block_cls, in_channels: int, planes: int, n: int, stride: int, *,
     return Stage(blocks)
 
 
-class StagedNet(nn.Module):
-    """stem -> stages of blocks -> head, the shape every ResNet here shares.
+class StagedNet(BlockNet):
+    """stem -> stages of blocks -> head, the shape every ResNet here shares: a
+    :class:`~residual_lab.models.protocol.BlockNet` whose blocks sit in ``self.stages``
+    (Stages of blocks), named ``stages.<i>.blocks.<j>``."""
 
-    Subclasses build ``self.stem``, ``self.stages`` (Stages of blocks) and ``self.head``;
-    this gives them stable block names and timm's ``forward_features``/``forward_head`` split.
-    """
-
-    def named_blocks(self) -> Iterator[tuple[str, nn.Module]]:
-        """Blocks in network order, named ``stages.<i>.blocks.<j>`` (stable for logging)."""
-        for i, stage in enumerate(self.stages):
-            for j, blk in enumerate(stage.blocks):
-                yield f"stages.{i}.blocks.{j}", blk
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    @property
+    def trunk(self) -> nn.Module:
+        return self.stages
 
 
 class CifarResNet(StagedNet):
@@ -100,7 +88,9 @@ class CifarResNet(StagedNet):
         zero_init_residual: zero the last norm scale (or last conv without norm) of every
             residual branch so each block starts as the identity (Goyal et al. 2017).
         init: weight initialisation, a key of :data:`residual_lab.models.init.INITS`
-            (``kaiming_fan_in`` or ``kaiming_fan_out``; experiments/init/README.md compares them).
+            (``kaiming_fan_in`` or ``kaiming_fan_out``; experiments/init/README.md compares them),
+            or a norm-free variant, ``skipinit``, ``rezero`` or ``fixup``, which also builds
+            its own layout of the blocks, stem and head (:mod:`residual_lab.models.variants`).
         fixup_scalar_lr_scale: with ``init=fixup``, the lr of the scalar biases, multipliers and
             the classifier's bias as a fraction of the optimizer's lr (0.1 in the Fixup
             authors' cifar_train.py); see :meth:`parameter_groups`. Unused by other inits.
@@ -126,6 +116,8 @@ class CifarResNet(StagedNet):
         n = blocks_per_stage(depth, block)
         if width < 1 or num_classes < 1:
             raise ValueError(f"width ({width}) and num_classes ({num_classes}) must be >= 1")
+        check_variant(init, shortcut=shortcut, norm=norm)
+        variant = variant_of(init)
         block_cls = BLOCKS[block]
         act = ACT_LAYERS["relu"]
         self.depth, self.shortcut, self.block, self.norm, self.init = depth, shortcut, block, norm, init
@@ -145,7 +137,7 @@ class CifarResNet(StagedNet):
             # before its split (post-activation nets' stem already ends in BN-ReLU).
             first = {"after_stem": True} if i == 0 and not block_cls.post_activation else None
             stages.append(make_stage(block_cls, in_channels, planes, n, stride, first_kwargs=first,
-                                     shortcut=shortcut, norm=norm_layer, act=act))
+                                     shortcut=shortcut, norm=norm_layer, act=act, variant=variant))
             in_channels = planes * block_cls.expansion
         self.stages = nn.Sequential(*stages)
 
@@ -157,6 +149,7 @@ class CifarResNet(StagedNet):
                  ("fc", nn.Linear(in_channels, num_classes))]
         self.head = nn.Sequential(OrderedDict(head))
         self.num_features = in_channels
+        layout_net(self, variant)
 
         self.reset_parameters(zero_init_residual)
 
@@ -172,7 +165,7 @@ class CifarResNet(StagedNet):
     def parameter_groups(self) -> list[dict]:
         """Optimizer parameter groups (the LightningModule scales a group's lr by its
         ``lr_scale``): Fixup's scalars at ``fixup_scalar_lr_scale`` times the lr as in the
-        authors' code (:func:`residual_lab.models.init.fixup_parameter_groups`); one group
+        authors' code (:func:`residual_lab.models.variants.fixup_parameter_groups`); one group
         for every other init."""
         if self.init == "fixup":
             return fixup_parameter_groups(self, self.fixup_scalar_lr_scale)

@@ -18,6 +18,7 @@ from residual_lab.models.init import INITS
 from residual_lab.models.layers import ACT_LAYERS, check_choice, conv3x3, resolve_norm
 from residual_lab.models.resnet import StagedNet, make_stage
 from residual_lab.models.shortcuts import SHORTCUTS
+from residual_lab.models.variants import check_variant, layout_net, variant_of
 
 #: Basic blocks per stage for each depth (He et al. 2015 Table 1; 10 is the common small variant).
 LAYOUTS: dict[int, tuple[int, int, int, int]] = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -37,7 +38,8 @@ class ResNet18(StagedNet):
         norm: ``batch`` or ``none``.
         num_classes: classifier outputs.
         dropout: probability of zeroing a pooled feature before the classifier.
-        init: a key of :data:`residual_lab.models.init.INITS`.
+        init: a key of :data:`residual_lab.models.init.INITS` (``skipinit``, ``rezero`` and
+            ``fixup`` also build their layout: :mod:`residual_lab.models.variants`).
     """
 
     def __init__(self, *, depth: int, shortcut: str, block: str = "basic", width: int = 64,
@@ -50,6 +52,8 @@ class ResNet18(StagedNet):
         check_choice("block", block, {"basic"})
         check_choice("init", init, INITS)
         norm_layer = resolve_norm(norm)
+        check_variant(init, shortcut=shortcut, norm=norm)
+        variant = variant_of(init)
         act = ACT_LAYERS["relu"]
         self.depth, self.shortcut, self.block, self.norm, self.init = depth, shortcut, block, norm, init
 
@@ -59,13 +63,14 @@ class ResNet18(StagedNet):
         stages, in_channels = [], width
         for i, (n, stride) in enumerate(zip(LAYOUTS[depth], STAGE_STRIDES)):
             stages.append(make_stage(BasicBlock, in_channels, width * 2**i, n, stride,
-                                     shortcut=shortcut, norm=norm_layer, act=act))
+                                     shortcut=shortcut, norm=norm_layer, act=act, variant=variant))
             in_channels = width * 2**i
         self.stages = nn.Sequential(*stages)
         self.head = nn.Sequential(OrderedDict([
             ("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten()),
             ("dropout", nn.Dropout(dropout)), ("fc", nn.Linear(in_channels, num_classes))]))
         self.num_features = in_channels
+        layout_net(self, variant)
         INITS[init](self)
 
     def extra_repr(self) -> str:

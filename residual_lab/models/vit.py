@@ -12,14 +12,13 @@ shared protocol (``residual`` = the branch F, ``shortcut`` = ``nn.Identity`` or 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from residual_lab.models.blocks import _Block
 from residual_lab.models.layers import check_choice
+from residual_lab.models.protocol import BlockNet, ResidualBlock
 
 #: ``block`` choices: where the LayerNorm of each residual unit sits.
 VIT_BLOCKS = ("preln", "postln")
@@ -59,8 +58,8 @@ class TransformerLayer(nn.Module):
         super().__init__()
         pre = block == "preln"
 
-        def unit(branch: nn.Module) -> _Block:
-            return _Block(None if shortcut == "none" else nn.Identity(), branch,
+        def unit(branch: nn.Module) -> ResidualBlock:
+            return ResidualBlock(None if shortcut == "none" else nn.Identity(), branch,
                           None if pre else nn.LayerNorm(width))
 
         hidden = width * mlp_ratio
@@ -89,7 +88,21 @@ class PatchEmbed(nn.Module):
         return x + self.pos_embed
 
 
-class VisionTransformer(nn.Module):
+class TokenPool(nn.Module):
+    """(batch, tokens, width) -> (batch, width): the class token (``cls``, ViT/BERT) or the mean over tokens."""
+
+    def __init__(self, pool: str) -> None:
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0] if self.pool == "cls" else x.mean(1)
+
+    def extra_repr(self) -> str:
+        return self.pool
+
+
+class VisionTransformer(BlockNet):
     """ViT encoder (Dosovitskiy et al. 2021) on 32x32 images; plain when ``shortcut="none"``.
 
     Args:
@@ -124,7 +137,7 @@ class VisionTransformer(nn.Module):
                                       for _ in range(depth)])
         # Pre-norm stacks end un-normalised; post-norm blocks already end in LN.
         self.norm_out = nn.LayerNorm(width) if block == "preln" else nn.Identity()
-        self.head = nn.Sequential(OrderedDict(fc=nn.Linear(width, num_classes)))
+        self.head = nn.Sequential(OrderedDict(pool=TokenPool(pool), fc=nn.Linear(width, num_classes)))
         self.num_features = width
         self.reset_parameters()
 
@@ -137,21 +150,6 @@ class VisionTransformer(nn.Module):
         nn.init.trunc_normal_(self.stem.pos_embed, std=0.02)
         if self.stem.cls_token is not None:
             nn.init.trunc_normal_(self.stem.cls_token, std=0.02)
-
-    def named_blocks(self) -> Iterator[tuple[str, nn.Module]]:
-        """Residual units in network order: ``blocks.<j>.attn``, ``blocks.<j>.mlp`` (tags ``b<j>.attn``...)."""
-        for j, layer in enumerate(self.blocks):
-            yield f"blocks.{j}.attn", layer.attn
-            yield f"blocks.{j}.mlp", layer.mlp
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm_out(self.blocks(self.stem(x)))
-
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x[:, 0] if self.pool == "cls" else x.mean(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
     def extra_repr(self) -> str:
         return f"depth={self.depth}, shortcut={self.shortcut}, block={self.block}, pool={self.pool}"
