@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import Logger
 
 from residual_lab.callbacks import (BlockInputGradients, ForwardSignal, GradNorms, ResourceMonitor,
                                     UpdateRatio)
-from residual_lab.callbacks.layer_names import blocks, sortable, weighted_layers
+from residual_lab.models.layer_names import blocks, sortable, weighted_layers
 from residual_lab.run import build, train
 
 from test_layer_names import RESNET20_LAYERS  # noqa: E402 (tests/callbacks is on sys.path)

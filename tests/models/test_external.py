@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
-from residual_lab.callbacks.layer_names import blocks
+from residual_lab.models.layer_names import blocks
 from residual_lab.errors import UserFacingError
 from residual_lab.models.external import BlockView, external_net, named_blocks
 from residual_lab.naming import external_run_name

@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from residual_lab.callbacks.layer_names import blocks, weighted_layers
+from residual_lab.models.layer_names import blocks, weighted_layers
 from residual_lab.run import train
 from tests.conftest import compose_config
 
