@@ -14,10 +14,9 @@ from residual_lab.callbacks.progress import ProgressBar
 from residual_lab.results.loading import find_runs, load_run
 from residual_lab.run import load_run_config, train
 from residual_lab.summary import ORDER, SUMMARY_VERSION, summary_line, tidy
+from tests.helpers import FAST
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = ("~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.signal", "~callbacks.update_ratio",
-        "~callbacks.diagnostic_figures", "~callbacks.resources", "~callbacks.token_stats")
 FIRST_KEYS = ["status", "reason",
               "test_error", "best_val_error", "val_error", "train_error_full", "train_error", "test_error_final",
               "test_accuracy", "test_recall_macro", "test_f1_macro", "test_loss", "val_loss", "train_loss_full",

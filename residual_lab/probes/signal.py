@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from residual_lab.models.layer_names import short_name
 from residual_lab.models.external import named_blocks
+from residual_lab.models.layer_names import short_name
 from residual_lab.probes.common import images
 
 KEYS = ("mean_sq", "var", "branch_var", "grad_rms")

@@ -10,13 +10,12 @@ from hydra.utils import instantiate
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
-from residual_lab.models.layer_names import blocks
 from residual_lab.errors import UserFacingError
 from residual_lab.models.external import BlockView, external_net, named_blocks
+from residual_lab.models.layer_names import blocks
 from residual_lab.naming import external_run_name
 from residual_lab.run import train
-from tests.conftest import compose_config
-from tests.models.test_families import ONE_STEP
+from tests.helpers import ONE_STEP, compose_config
 
 
 def tiny_torchvision_resnet(num_classes: int = 10) -> nn.Module:

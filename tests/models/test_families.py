@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 
 from residual_lab.models.layer_names import blocks, weighted_layers
 from residual_lab.run import train
-from tests.conftest import compose_config
+from tests.helpers import ONE_STEP, compose_config
 
 #: Small nets of each family: (model, top-level overrides).
 TINY = {
@@ -116,11 +116,6 @@ BLOCKS = {
     "vit": [f"b{b}.{u}" for b in (0, 1) for u in ("attn", "mlp")],
     "lstm": ["b0", "b1"],
 }
-#: A 1-step run on a few synthetic images, every diagnostic measuring at that step.
-ONE_STEP = ("trainer.max_steps=1", "trainer.val_check_interval=1", "diagnostics.every_n_steps=1",
-            "data.batch_size=16", "data.eval_batch_size=32", "data.source.num_train=64", "data.val_size=16",
-            "data.source.num_test=16", "~callbacks.last_checkpoint", "~callbacks.diagnostic_figures", "~callbacks.lr_monitor",
-            "~logger.tensorboard")
 
 
 @pytest.mark.parametrize("family", sorted(TINY))
