@@ -104,7 +104,7 @@ def test_gradient_profiles_come_from_the_summaries_diagnostics(sweep):
     report = write_report(sweep).read_text()
     runs = find_runs(sweep)
     weights = [profile(r, "grad_norm", "layers", "grad_norm") for r in runs]
-    blocks = [profile(r, "block_grad", "blocks", "grad_norm") for r in runs]
+    blocks = [profile(r, "block_grad", "blocks", "grad_rms") for r in runs]
     # plain-8, resnet-8, plain-14, resnet-14 (option A): stem + 2 convs per block (3n blocks) + fc.
     assert [len(p[0]) for p in weights] == [8, 8, 14, 14]
     assert [len(p[0]) for p in blocks] == [3, 3, 6, 6]

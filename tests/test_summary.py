@@ -80,6 +80,17 @@ def test_old_run_records_load_in_todays_units():
     assert len(find_runs(records)) == len(list(records.glob("*/summary.json"))) == 12  # every record is found
 
 
+def test_committed_records_read_the_block_gradient_rms_under_its_new_name():
+    """fig6's records store the block-input gradient RMS as ``block_grad.grad_norm`` (the old
+    name); read back, it is ``grad_rms``, the name the callback writes today."""
+    run = load_run(ROOT / "experiments" / "fig6" / "runs" / "plain-20-seed0")
+    raw = json.loads((run.path / "summary.json").read_text())["diagnostics"]["block_grad"]
+    assert "grad_rms" not in raw and len(raw["grad_norm"]) == 9  # plain-20: 3 stages x 3 blocks
+    assert run.diagnostics["block_grad"]["grad_rms"] == raw["grad_norm"]
+    assert "grad_norm" not in run.diagnostics["block_grad"]
+    assert run.diagnostics["grad_norm"] == run.summary["diagnostics"]["grad_norm"]  # weight norms: unchanged
+
+
 def test_tidy_orders_rounds_and_keeps_unknown_fields():
     s = tidy({"diagnostics": {"grad_norm": {"grad_norm": [0.0123456789, 1e-9]}}, "extra": 1.23456789,
               "test_error": 8.123456, "status": "completed", "wall_time_s": 12.3456, "lr": 0.123456})

@@ -87,11 +87,11 @@ def gradient_profile(grad: dict | None, block: dict | None, title: str = "") -> 
 
     Args:
         grad: :attr:`GradNorms.latest` (``layers``, ``grad_norm``, ``step``) or None.
-        block: :attr:`BlockInputGradients.latest` (``blocks``, ``grad_norm``) or None.
+        block: :attr:`BlockInputGradients.latest` (``blocks``, ``grad_rms``) or None.
     """
-    panels = [(f"{title} step {d['step']}".strip(), ylabel, [(title or None, d[key], d["grad_norm"], {})])
-              for d, key, ylabel in ((grad, "layers", "||dL/dW|| per layer"),
-                                     (block, "blocks", "dL/dx_l at block input")) if d]
+    panels = [(f"{title} step {d['step']}".strip(), ylabel, [(title or None, d[names], d[values], {})])
+              for d, names, values, ylabel in ((grad, "layers", "grad_norm", "||dL/dW|| per layer"),
+                                               (block, "blocks", "grad_rms", "dL/dx_l at block input")) if d]
     return gradient_profiles(panels, panel_size=(4.5, 3.6))
 
 

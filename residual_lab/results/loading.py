@@ -37,6 +37,9 @@ INCOMPLETE = "incomplete"
 #: Status given to a run whose summary.json cannot be read and cannot be rebuilt
 #: (residual_lab.summary_repair): it ran, but its record is lost.
 DAMAGED = "damaged"
+#: (diagnostic, old field) -> new field: the block-input gradient is an RMS, stored as
+#: ``grad_norm`` until 2026-12-03 (committed records keep the old name).
+RENAMED_DIAGNOSTIC_FIELDS = {("block_grad", "grad_norm"): "grad_rms"}
 #: The scalar tags the report plots (He et al. 2015 Fig. 6 curves).
 CURVE_TAGS = ("train/error", "val/error", "test/error")
 #: The scalar tags a run record keeps (``curves.csv``: one column per tag, ``/`` -> ``_``).
@@ -105,8 +108,15 @@ class Run:
 
     @property
     def diagnostics(self) -> dict[str, Any]:
-        """summary.json's ``diagnostics`` (``{summary_key: latest measurement}``), or {}."""
-        return (self.summary or {}).get("diagnostics") or {}
+        """summary.json's ``diagnostics`` (``{summary_key: latest measurement}``), or {};
+        fields renamed since a record was written read under their new names
+        (:data:`RENAMED_DIAGNOSTIC_FIELDS`)."""
+        diagnostics = dict((self.summary or {}).get("diagnostics") or {})
+        for (key, old), new in RENAMED_DIAGNOSTIC_FIELDS.items():
+            entry = diagnostics.get(key)
+            if isinstance(entry, dict) and old in entry and new not in entry:
+                diagnostics[key] = {(new if k == old else k): v for k, v in entry.items()}
+        return diagnostics
 
 
 def _is_run_dir(path: Path) -> bool:

@@ -25,7 +25,7 @@ from residual_lab.results.loading import Run  # noqa: E402
 #: Diagnostics drawn as per-layer profiles: (summary key, names key, values key, y label).
 PROFILES = (
     ("grad_norm", "layers", "grad_norm", "weight-gradient norm ||dL/dW||"),
-    ("block_grad", "blocks", "grad_norm", "block-input gradient dL/dx_l"),
+    ("block_grad", "blocks", "grad_rms", "block-input gradient dL/dx_l"),
 )
 
 

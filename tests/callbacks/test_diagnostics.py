@@ -176,7 +176,7 @@ def test_block_grad_reads_a_flat_per_element_gradient_as_ratio_one():
     loss.backward()
     callback.on_before_optimizer_step(trainer, None, None)
     assert callback.latest["first_over_last"] == 1.0
-    assert callback.latest["grad_norm"] == [0.5, 0.5]  # RMS, the unit of block_grad/<block>
+    assert callback.latest["grad_rms"] == [0.5, 0.5]  # RMS, the unit of block_grad/<block>
 
 
 def test_summary_json_and_tensorboard_end_to_end(make_cfg, tmp_path, monkeypatch):
@@ -196,7 +196,7 @@ def test_summary_json_and_tensorboard_end_to_end(make_cfg, tmp_path, monkeypatch
     assert summary["grad_norm"]["layers"] == summary["update_ratio"]["layers"] == resnet8
     assert summary["block_grad"]["blocks"] == summary["signal"]["blocks"] == ["s1.b0", "s2.b0", "s3.b0"]
     assert [len(summary["grad_norm"]["grad_norm"]), len(summary["update_ratio"]["update_ratio"]),
-            len(summary["block_grad"]["grad_norm"]), len(summary["signal"]["ratio"])] == [8, 8, 3, 3]
+            len(summary["block_grad"]["grad_rms"]), len(summary["signal"]["ratio"])] == [8, 8, 3, 3]
     assert {v["step"] for v in summary.values()} == {5}
 
     acc = EventAccumulator(str(tmp_path / "tensorboard" / "resnet-8-identity")).Reload()
