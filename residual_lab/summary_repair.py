@@ -63,7 +63,7 @@ def rebuild_summary(run_dir: str | Path) -> dict[str, Any] | None:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from residual_lab.results.loading import load_scalars
+    from residual_lab.tensorboard_events import read_event_scalars
 
     run_dir = Path(run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -75,7 +75,7 @@ def rebuild_summary(run_dir: str | Path) -> dict[str, Any] | None:
         return None
     if steps < int(cfg.trainer.max_steps):
         return None  # stopped early: a resume, not a rebuild
-    scalars = load_scalars(run_dir, tags=tuple(FROM_EVENTS.values()))
+    scalars = read_event_scalars(run_dir, tuple(FROM_EVENTS.values()))
     if "test/error" not in scalars:
         return None  # it never reached its test
     best, best_score = _best_checkpoint(state)

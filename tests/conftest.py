@@ -1,20 +1,21 @@
-"""Tests compose the real Hydra config and shrink it (CPU, synthetic data, few steps)."""
+"""Tests compose the real Hydra config and shrink it (CPU, synthetic data, few steps).
+
+Fixtures only: what tests import (overrides, run starters, readers) is in tests/helpers.py,
+so no test imports this file (pytest loads it under another module name, and a second
+import would run it twice)."""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Callable
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
 import residual_lab  # noqa: F401  (registers the run_name resolver)
-from residual_lab.run import CONFIG_DIR
+from tests.helpers import compose_config
 
 # Under pytest-xdist (`make test`: one worker per core) every worker, and every process a test
 # starts (OMP_NUM_THREADS is read when torch is imported), gets one intra-op thread: two workers
@@ -25,12 +26,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 else:
     torch.set_num_threads(2)
-
-
-def compose_config(*overrides: str, output_dir: Path) -> DictConfig:
-    """The real config with ``overrides``, writing into ``output_dir``."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("config", overrides=[f"paths.output_dir={output_dir}", *overrides])
 
 
 @pytest.fixture
@@ -51,24 +46,3 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return cfg
 
     return make
-
-
-def run_cli(capsys, monkeypatch, *args: str, run_dir: Path) -> tuple[int, str]:
-    """``python -m residual_lab.run <args>`` in this process: (exit code, stdout + stderr).
-
-    What a real process would print and return, for the cost of a config composition instead
-    of a Python start-up (tests/test_run.py keeps one real process for the command line)."""
-    from residual_lab.run import main
-
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    monkeypatch.setattr(sys, "argv", ["residual_lab.run", *args, f"hydra.run.dir={run_dir}"])
-    GlobalHydra.instance().clear()
-    code = 0  # Hydra's main returns when the run (or every job of a sweep) has ended normally
-    try:
-        main()
-    except SystemExit as stop:
-        code = stop.code or 0
-    finally:
-        GlobalHydra.instance().clear()
-    out = capsys.readouterr()
-    return code, out.out + out.err

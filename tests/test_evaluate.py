@@ -14,6 +14,7 @@ from PIL import Image
 
 from residual_lab import cli, console, evaluate
 from residual_lab.run import train
+from tests.helpers import summary_of as _summary
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def run_dir(tmp_path_factory) -> Path:
     """A finished 40-step smoke run (protocol=heldout: test scored the best-val checkpoint),
     with the .hydra/config.yaml a Hydra run writes. ``model_checkpoint.mode=max`` makes the
     step-20 checkpoint the "best" one, so it differs from last.ckpt (the final weights)."""
-    from tests.conftest import compose_config
+    from tests.helpers import compose_config
 
     out = tmp_path_factory.mktemp("run")
     cfg = compose_config("experiment=smoke", "callbacks.model_checkpoint.mode=max", "~callbacks.diagnostic_figures",
@@ -40,10 +41,6 @@ def _evaluate(capsys, *args: str) -> tuple[int, str, str]:
         code = stop.code or 0
     out = capsys.readouterr()
     return code, out.out, out.err
-
-
-def _summary(run_dir: Path) -> dict:
-    return json.loads((run_dir / "summary.json").read_text())
 
 
 def test_run_dir_scores_the_checkpoint_the_run_tested_with_the_runs_numbers(run_dir, capsys, tmp_path):

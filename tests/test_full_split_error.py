@@ -16,19 +16,8 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from residual_lab.run import train
+from tests.helpers import FAST, image_folder
 
-FAST = ("~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.signal", "~callbacks.update_ratio",
-        "~callbacks.diagnostic_figures", "~callbacks.resources")
-
-
-def _write_folder(root, classes=("cat", "dog", "frog"), per_class=(7, 5, 6), test_per_class=3):
-    rng = np.random.default_rng(1)
-    for split, counts in (("train", per_class), ("test", (test_per_class,) * len(classes))):
-        for c, n in zip(classes, counts):
-            (root / split / c).mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                pixels = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(root / split / c / f"{i}.png")
 
 
 def _by_hand(root, split, net):
@@ -54,7 +43,7 @@ def _by_hand(root, split, net):
 
 def test_train_error_full_is_an_eval_mode_pass_over_the_whole_training_split(make_cfg, tmp_path):
     root = tmp_path / "folder"
-    _write_folder(root)
+    image_folder(root, ("cat", "dog", "frog"), per_class=(7, 5, 6), test_per_class=3, size=(8, 8), seed=1)
     cfg = make_cfg(*FAST, "data=imagefolder", f"data.root={root}", f"data.source.cache_dir={tmp_path / 'cache'}",
                    "protocol=paper", "trainer.max_steps=4", "data.batch_size=6", "depth=8",
                    "trainer.check_val_every_n_epoch=null",

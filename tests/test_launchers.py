@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +11,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from residual_lab.run import CONFIG_DIR
+from tests import helpers
 
-ROOT = Path(__file__).resolve().parent.parent
 TINY = ["experiment=smoke", "depth=8", "data.source.image_size=8", "trainer.max_steps=4", "trainer.log_every_n_steps=2",
         "trainer.val_check_interval=4", "trainer.check_val_every_n_epoch=null", "trainer.enable_progress_bar=false",
         "callbacks=none", "data.source.num_train=384", "data.source.num_test=128", "data.val_size=128",
@@ -22,11 +20,7 @@ TINY = ["experiment=smoke", "depth=8", "data.source.image_size=8", "trainer.max_
 
 
 def multirun(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "residual_lab.run", "-m", *TINY, *overrides, f"hydra.sweep.dir={sweep_dir}"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "RESIDUAL_LAB_ROOT": str(sweep_dir.parent)})
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return proc
+    return helpers.multirun(sweep_dir, *TINY, *overrides)
 
 
 def summaries(sweep_dir: Path) -> dict[str, dict]:

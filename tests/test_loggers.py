@@ -197,7 +197,7 @@ def test_wandb_logs_offline_without_a_network(make_cfg, tmp_path, monkeypatch, n
 # --- experiment=debug and early stopping -------------------------------------------------
 
 def test_debug_experiment_runs_a_few_steps_with_every_callback_and_anomaly_detection(tmp_path):
-    from tests.conftest import compose_config
+    from tests.helpers import compose_config
 
     cfg = compose_config("experiment=debug", output_dir=tmp_path)
     default_callbacks = yaml.safe_load((Path(__file__).parent.parent / "conf" / "callbacks" / "default.yaml").read_text())

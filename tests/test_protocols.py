@@ -9,11 +9,11 @@ import pytest
 from omegaconf import OmegaConf
 
 from residual_lab.run import build, hparam_metrics, load_run_config, train
-from tests.conftest import compose_config
+from tests import helpers
+from tests.helpers import compose_config
 
 #: Without the diagnostics, on 8x8 synthetic images: what these tests check does not depend on either.
-FAST = ("~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.signal", "~callbacks.update_ratio",
-        "~callbacks.diagnostic_figures", "~callbacks.resources", "data.source.image_size=8")
+FAST = (*helpers.FAST, "data.source.image_size=8")
 
 
 def test_paper_protocol_trains_on_every_training_image_and_tests_the_final_weights(make_cfg, tmp_path):

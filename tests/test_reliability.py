@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,22 +16,14 @@ from omegaconf import OmegaConf
 
 from residual_lab.errors import UserFacingError
 from residual_lab.run import build, load_run_config, train
-from tests.conftest import run_cli
+from tests import helpers
+from tests.helpers import run_cli
+from tests.helpers import run_process as _cli
+from tests.helpers import summary_of as _summary
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Without the diagnostics, on 8x8 synthetic images: what these tests check does not depend on either.
-FAST = ("~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.signal", "~callbacks.update_ratio",
-        "~callbacks.diagnostic_figures", "~callbacks.resources", "data.source.image_size=8")
-
-
-def _summary(d: Path) -> dict:
-    return json.loads((d / "summary.json").read_text())
-
-
-def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.run([sys.executable, "-m", "residual_lab.run", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+FAST = (*helpers.FAST, "data.source.image_size=8")
 
 
 def test_divergence_stops_the_run_and_records_the_step(make_cfg, tmp_path):

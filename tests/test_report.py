@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from residual_lab.results.stats import t_two_sided_p, welch
 from residual_lab.report import PROTOCOLS, paper_steps, setup_markdown, table_markdown, verdicts_markdown, write_report
 from residual_lab.report import main as report_main
 from residual_lab.resolvers import if_at_least, scale_steps
+from tests.helpers import multirun
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ["plain-8", "resnet-8-identity", "plain-14", "resnet-14-identity"]
@@ -31,12 +30,7 @@ TINY = ["experiment=smoke", "data.source.image_size=8", "trainer.max_steps=10", 
 
 
 def run_sweep(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    """``python -m residual_lab.run -m ...`` in a fresh process (Hydra's global state stays clean)."""
-    cmd = [sys.executable, "-m", "residual_lab.run", "-m", *TINY, *overrides, f"hydra.sweep.dir={sweep_dir}"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "RESIDUAL_LAB_ROOT": str(sweep_dir.parent)})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+    return multirun(sweep_dir, *TINY, *overrides)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +104,7 @@ def test_gradient_profiles_come_from_the_summaries_diagnostics(sweep):
     report = write_report(sweep).read_text()
     runs = find_runs(sweep)
     weights = [profile(r, "grad_norm", "layers", "grad_norm") for r in runs]
-    blocks = [profile(r, "block_grad", "blocks", "grad_norm") for r in runs]
+    blocks = [profile(r, "block_grad", "blocks", "grad_rms") for r in runs]
     # plain-8, resnet-8, plain-14, resnet-14 (option A): stem + 2 convs per block (3n blocks) + fc.
     assert [len(p[0]) for p in weights] == [8, 8, 14, 14]
     assert [len(p[0]) for p in blocks] == [3, 3, 6, 6]
@@ -161,7 +155,7 @@ def test_a_really_diverged_run_is_listed_with_its_status_and_step(copy_of):
     # lr 1e6 without normalisation: the loss is non-finite within a few steps; run.py stops the
     # run, writes status `diverged` and exits 0 so a sweep would go on.
     from residual_lab.run import train
-    from tests.conftest import compose_config
+    from tests.helpers import compose_config
 
     cfg = compose_config(*TINY, "depth=8", "shortcut=none", "norm=none", "optimizer.lr=1e6",
                          output_dir=copy_of / "diverged" / "0_plain-8-norm_none")
@@ -325,7 +319,7 @@ def test_a_shorter_run_gets_no_paper_number_beside_it():
 
 
 def test_the_papers_step_count_is_what_budget_paper_composes(tmp_path):
-    from tests.conftest import compose_config
+    from tests.helpers import compose_config
 
     # the run length `budget=paper` gives a run (He et al. 2015 sec. 4.2: 64k), not a copy of it in report.py
     assert paper_steps() == compose_config("budget=paper", output_dir=tmp_path).trainer.max_steps

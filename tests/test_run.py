@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +11,7 @@ from omegaconf import OmegaConf
 
 from residual_lab.naming import run_name
 from residual_lab.run import train
+from tests.helpers import run_process as _cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +41,7 @@ def smoke_run(tmp_path_factory) -> tuple[dict, Path]:
     and output directory. ``model_checkpoint.mode=max`` makes the step-20 checkpoint "best"
     (the net improves), so the tested checkpoint's train window (steps 10-19) is not the
     final one (steps 30-39)."""
-    from tests.conftest import compose_config
+    from tests.helpers import compose_config
 
     out = tmp_path_factory.mktemp("smoke")
     cfg = compose_config("experiment=smoke", "callbacks.model_checkpoint.mode=max", "~callbacks.diagnostic_figures",
@@ -103,12 +101,6 @@ def test_run_names_say_what_the_run_is():
     assert run_name(56, "none") == "plain-56"
     assert run_name(56, "identity") == "resnet-56-identity"
     assert run_name(110, "identity", "preact") == "resnet-110-identity-preact"
-
-
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.run([sys.executable, "-m", "residual_lab.run", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 def test_missing_cifar_stops_with_one_clear_paragraph_and_no_traceback(tmp_path):

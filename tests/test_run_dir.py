@@ -14,18 +14,14 @@ from omegaconf import OmegaConf
 
 from residual_lab.errors import UserFacingError
 from residual_lab.run import load_run_config
-from tests.conftest import run_cli
+from tests import helpers
+from tests.helpers import run_cli
+from tests.helpers import summary_of as _summary
 
 #: Without the diagnostics, on 8x8 synthetic images, 4 steps: what these tests check is the run
 #: directory, not the training.
-FAST = ("experiment=smoke", "~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.signal",
-        "~callbacks.update_ratio", "~callbacks.diagnostic_figures", "~callbacks.resources",
-        "~callbacks.progress_bar", "data.source.image_size=8", "trainer.max_steps=4",
-        "trainer.val_check_interval=2", "trainer.log_every_n_steps=2", "data.batch_size=16")
-
-
-def _summary(d: Path) -> dict:
-    return json.loads((d / "summary.json").read_text())
+FAST = ("experiment=smoke", *helpers.FAST, "~callbacks.progress_bar", "data.source.image_size=8",
+        "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=2", "data.batch_size=16")
 
 
 def _events(d: Path) -> list[Path]:
@@ -116,7 +112,7 @@ def test_a_sweep_relaunched_with_changed_values_keeps_the_old_jobs_and_runs_the_
 def test_job_home_is_the_directory_whose_recorded_config_equals_the_job(tmp_path):
     """Without training: config_resolved.yaml files as runs leave them, paths inside them included."""
     from residual_lab.run_dir import describe, job_home
-    from tests.conftest import compose_config
+    from tests.helpers import compose_config
 
     job = tmp_path / "0_resnet-8-identity"
 

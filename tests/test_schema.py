@@ -17,7 +17,8 @@ import pytest
 from residual_lab.errors import UserFacingError
 from residual_lab.schema import TrainerSchema, check_config, config_type
 from residual_lab.validation import validate_config
-from tests.conftest import run_cli
+from tests.helpers import FAST, run_cli
+from tests.helpers import image_folder as _image_folder
 
 MAX_SEED = 4294967295
 
@@ -109,24 +110,6 @@ def test_a_value_a_library_refuses_at_build_names_its_key(make_cfg):
 
 
 # --- the number of classes and the image format come from the data --------------------------
-
-def _image_folder(root: Path, classes=("cat", "dog"), per_class: int = 12, size=(32, 32), mode: str = "RGB") -> Path:
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split in ("train", "test"):
-        for c in classes:
-            (root / split / c).mkdir(parents=True, exist_ok=True)
-            for i in range(per_class):
-                shape = (size[1], size[0]) + ((3,) if mode == "RGB" else ())
-                Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode).save(root / split / c / f"{i}.png")
-    return root
-
-
-FAST = ("~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.signal", "~callbacks.update_ratio",
-        "~callbacks.diagnostic_figures", "~callbacks.resources", "~callbacks.token_stats")
-
 
 def test_an_image_folder_of_2_classes_trains_with_2_outputs(make_cfg, tmp_path):
     from residual_lab.run import train

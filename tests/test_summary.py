@@ -14,10 +14,9 @@ from residual_lab.callbacks.progress import ProgressBar
 from residual_lab.results.loading import find_runs, load_run
 from residual_lab.run import load_run_config, train
 from residual_lab.summary import ORDER, SUMMARY_VERSION, summary_line, tidy
+from tests.helpers import FAST
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = ("~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.signal", "~callbacks.update_ratio",
-        "~callbacks.diagnostic_figures", "~callbacks.resources", "~callbacks.token_stats")
 FIRST_KEYS = ["status", "reason",
               "test_error", "best_val_error", "val_error", "train_error_full", "train_error", "test_error_final",
               "test_accuracy", "test_recall_macro", "test_f1_macro", "test_loss", "val_loss", "train_loss_full",
@@ -79,6 +78,17 @@ def test_old_run_records_load_in_todays_units():
     assert run.get("test_f1_macro") == round(raw["test_f1_macro"] * 100, 2)
     records = ROOT / "experiments" / "init" / "runs"
     assert len(find_runs(records)) == len(list(records.glob("*/summary.json"))) == 12  # every record is found
+
+
+def test_committed_records_read_the_block_gradient_rms_under_its_new_name():
+    """fig6's records store the block-input gradient RMS as ``block_grad.grad_norm`` (the old
+    name); read back, it is ``grad_rms``, the name the callback writes today."""
+    run = load_run(ROOT / "experiments" / "fig6" / "runs" / "plain-20-seed0")
+    raw = json.loads((run.path / "summary.json").read_text())["diagnostics"]["block_grad"]
+    assert "grad_rms" not in raw and len(raw["grad_norm"]) == 9  # plain-20: 3 stages x 3 blocks
+    assert run.diagnostics["block_grad"]["grad_rms"] == raw["grad_norm"]
+    assert "grad_norm" not in run.diagnostics["block_grad"]
+    assert run.diagnostics["grad_norm"] == run.summary["diagnostics"]["grad_norm"]  # weight norms: unchanged
 
 
 def test_tidy_orders_rounds_and_keeps_unknown_fields():

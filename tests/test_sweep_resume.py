@@ -14,15 +14,11 @@ import pytest
 import torch
 
 from residual_lab.sweep import gpu_for_job, plan_job
-from tests.conftest import compose_config
+from tests import helpers
+from tests.helpers import summary_of as _summary
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = ("~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.signal", "~callbacks.update_ratio",
-        "~callbacks.diagnostic_figures", "~callbacks.resources", "~callbacks.token_stats", "~callbacks.progress_bar")
-
-
-def _summary(d: Path) -> dict:
-    return json.loads((d / "summary.json").read_text())
+FAST = (*helpers.FAST, "~callbacks.progress_bar")
 
 
 @pytest.mark.slow  # ~100 s of real multirun; the default suite keeps test_plan_job_reads_each_outcome

@@ -46,8 +46,8 @@ def main(roots: list[str]) -> None:
         statuses = ", ".join(sorted({r.status for r, _ in rows}))
         seeds = ", ".join(str(r.get("seed")) for r, _ in rows)
         steps = ", ".join(sorted({str(b["step"] + 1) for b in grads}))
-        print(f"| {name} | {norm} | {seeds} | {steps} | {per_seed([b['grad_norm'][0] for b in grads])} "
-              f"| {per_seed([b['grad_norm'][-1] for b in grads])} | {per_seed([b['first_over_last'] for b in grads])} "
+        print(f"| {name} | {norm} | {seeds} | {steps} | {per_seed([b['grad_rms'][0] for b in grads])} "
+              f"| {per_seed([b['grad_rms'][-1] for b in grads])} | {per_seed([b['first_over_last'] for b in grads])} "
               f"| {fmt(errors) if errors else '-'} | {statuses} |")
 
 

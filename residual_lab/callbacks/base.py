@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from residual_lab.callbacks.layer_names import blocks, compiled, network, sortable
+from residual_lab.models.layer_names import blocks, compiled, network, sortable
 
 
 def norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -32,8 +32,9 @@ class BlockInputGradients(BlockHookCallback):
     Unit: the root mean square per element, ||dL/dx_l|| / sqrt(numel), over the whole batch,
     of the gradient of the mean batch loss. Per element because block inputs differ in size
     (16x32x32 in stage 1, 64x8x8 in stage 3): the plain L2 norm would read a perfectly flat
-    gradient as first/last = 2; the RMS reads 1. (``latest["grad_norm"]`` keeps its key
-    for summary.json readers; its values are these RMS.)
+    gradient as first/last = 2; the RMS reads 1. summary.json keeps them as ``grad_rms``
+    (records written before 2026-12-03 call it ``grad_norm``; :attr:`residual_lab.results.Run.diagnostics`
+    reads both).
 
     Cost: on a logging step a forward pre-hook per block registers a tensor hook on the
     block input; the pre-hooks are removed right after the forward (``on_before_backward``)
@@ -86,4 +87,4 @@ class BlockInputGradients(BlockHookCallback):
         metrics = {f"block_grad/{t}": v for t, v in zip(self.block_tags, norms)}
         metrics["block_grad_ratio/first_over_last"] = ratio
         self.log_metrics(trainer, metrics, step)
-        self.latest = {"step": step, "blocks": list(self.blocks), "grad_norm": norms, "first_over_last": ratio}
+        self.latest = {"step": step, "blocks": list(self.blocks), "grad_rms": norms, "first_over_last": ratio}

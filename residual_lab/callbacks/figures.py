@@ -21,8 +21,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from residual_lab.callbacks.block_grad import BlockInputGradients  # noqa: E402
 from residual_lab.callbacks.grad_norm import GradNorms  # noqa: E402
-from residual_lab.callbacks.layer_names import group_of  # noqa: E402
-from residual_lab.results.plots import gradient_profiles  # noqa: E402
+from residual_lab.gradient_figures import gradient_profiles  # noqa: E402
+from residual_lab.models.layer_names import group_of  # noqa: E402
 
 
 def _log10(values: np.ndarray) -> np.ndarray:
@@ -82,16 +82,16 @@ def grad_norm_heatmap(steps: Sequence[int], layers: Sequence[str], norms: np.nda
 def gradient_profile(grad: dict | None, block: dict | None, title: str = "") -> Figure:
     """Latest per-layer weight-gradient norms and dL/dx_l against depth (log scale).
 
-    The same drawing as the report's (:func:`residual_lab.results.plots.gradient_profiles`),
+    The same drawing as the report's (:func:`residual_lab.gradient_figures.gradient_profiles`),
     for one run.
 
     Args:
         grad: :attr:`GradNorms.latest` (``layers``, ``grad_norm``, ``step``) or None.
-        block: :attr:`BlockInputGradients.latest` (``blocks``, ``grad_norm``) or None.
+        block: :attr:`BlockInputGradients.latest` (``blocks``, ``grad_rms``) or None.
     """
-    panels = [(f"{title} step {d['step']}".strip(), ylabel, [(title or None, d[key], d["grad_norm"], {})])
-              for d, key, ylabel in ((grad, "layers", "||dL/dW|| per layer"),
-                                     (block, "blocks", "dL/dx_l at block input")) if d]
+    panels = [(f"{title} step {d['step']}".strip(), ylabel, [(title or None, d[names], d[values], {})])
+              for d, names, values, ylabel in ((grad, "layers", "grad_norm", "||dL/dW|| per layer"),
+                                               (block, "blocks", "grad_rms", "dL/dx_l at block input")) if d]
     return gradient_profiles(panels, panel_size=(4.5, 3.6))
 
 

@@ -7,14 +7,14 @@ import numpy as np
 import torch
 
 from residual_lab.callbacks.base import IntervalCallback, norms
-from residual_lab.callbacks.layer_names import group_of, network, sortable, weighted_layers
+from residual_lab.models.layer_names import group_of, network, sortable, weighted_layers
 
 
 class GradNorms(IntervalCallback):
     """L2 norm of the weight gradient of every conv and linear layer, in network order.
 
     Logs ``grad_norm/<layer>`` (e.g. ``grad_norm/1_s1.b00.conv1``, the sortable form of
-    :func:`~residual_lab.callbacks.layer_names.sortable`), ``grad_norm_stage/<group>`` for
+    :func:`~residual_lab.models.layer_names.sortable`), ``grad_norm_stage/<group>`` for
     ``0_stem``, ``1_s1``..``3_s3`` and ``9_head`` (the norm of the group's weight gradients
     seen as one vector) and ``grad_norm_total`` (all tracked weights together; BN scales
     and biases are not tracked). Unit: the gradient of the mean cross-entropy per batch.

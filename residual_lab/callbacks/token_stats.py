@@ -6,7 +6,7 @@ import lightning as L
 import torch
 
 from residual_lab.callbacks.base import BlockHookCallback
-from residual_lab.callbacks.layer_names import network
+from residual_lab.models.layer_names import network
 
 
 def var_ratio(branch: torch.Tensor, total: torch.Tensor) -> torch.Tensor:

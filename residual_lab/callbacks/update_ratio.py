@@ -6,7 +6,7 @@ import lightning as L
 import torch
 
 from residual_lab.callbacks.base import IntervalCallback, norms
-from residual_lab.callbacks.layer_names import network, sortable, weighted_layers
+from residual_lab.models.layer_names import network, sortable, weighted_layers
 
 
 class UpdateRatio(IntervalCallback):

@@ -30,7 +30,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from residual_lab.callbacks.layer_names import short_name
+from residual_lab.models.layer_names import short_name
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
 

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from residual_lab.callbacks.layer_names import WEIGHTED, short_name
+from residual_lab.models.layer_names import WEIGHTED, short_name
 from residual_lab.probes import curvature
 from residual_lab.probes.common import calibrate_batch_norm, images
 

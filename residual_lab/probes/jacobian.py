@@ -46,7 +46,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from residual_lab.callbacks.layer_names import short_name
+from residual_lab.models.layer_names import short_name
 from residual_lab.probes import curvature
 from residual_lab.probes.common import calibrate_batch_norm, images
 

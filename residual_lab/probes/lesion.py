@@ -29,7 +29,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from residual_lab.callbacks.layer_names import short_name
+from residual_lab.models.layer_names import short_name
 from residual_lab.probes.common import evaluate, images
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from residual_lab.callbacks.layer_names import short_name
+from residual_lab.models.layer_names import short_name
 from residual_lab.probes.common import images
 
 

@@ -23,7 +23,7 @@ and in Brock et al.); a trained one in eval mode (``bn_mode`` overrides).
 ``signal.json``: ``{"blocks": [tag...], "stages": [int...], "mean_sq": [...], "var": [...],
 "branch_var": [...], "branch_var_gated": [...], "grad_rms": [...], "loss": float (stages: 0-based stage index per block), "batch_size": int, "bn_mode": str,
 "split": str}``; lists are per block, input to output; tags as in
-:mod:`residual_lab.callbacks.layer_names`.
+:mod:`residual_lab.models.layer_names`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from residual_lab.callbacks.layer_names import short_name
 from residual_lab.models.external import named_blocks
+from residual_lab.models.layer_names import short_name
 from residual_lab.probes.common import images
 
 KEYS = ("mean_sq", "var", "branch_var", "grad_rms")

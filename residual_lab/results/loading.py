@@ -19,7 +19,6 @@ set is named from the data source's class where that says it.
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -31,12 +30,16 @@ import residual_lab  # noqa: F401  (registers the resolvers run_name needs)
 from residual_lab.results.analyses import is_analysis_dir
 from residual_lab.summary import SUMMARY_FILE, upgrade
 from residual_lab.summary_repair import read_summary, rebuild_summary
+from residual_lab.tensorboard_events import event_dirs, natural_key, read_event_scalars
 
 #: Status given to a run directory without summary.json (killed, or still running).
 INCOMPLETE = "incomplete"
 #: Status given to a run whose summary.json cannot be read and cannot be rebuilt
 #: (residual_lab.summary_repair): it ran, but its record is lost.
 DAMAGED = "damaged"
+#: (diagnostic, old field) -> new field: the block-input gradient is an RMS, stored as
+#: ``grad_norm`` until 2026-12-03 (committed records keep the old name).
+RENAMED_DIAGNOSTIC_FIELDS = {("block_grad", "grad_norm"): "grad_rms"}
 #: The scalar tags the report plots (He et al. 2015 Fig. 6 curves).
 CURVE_TAGS = ("train/error", "val/error", "test/error")
 #: The scalar tags a run record keeps (``curves.csv``: one column per tag, ``/`` -> ``_``).
@@ -105,13 +108,15 @@ class Run:
 
     @property
     def diagnostics(self) -> dict[str, Any]:
-        """summary.json's ``diagnostics`` (``{summary_key: latest measurement}``), or {}."""
-        return (self.summary or {}).get("diagnostics") or {}
-
-
-def _natural_key(path: Path) -> list:
-    """``2_x`` before ``10_x``: Hydra numbers jobs without zero padding."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+        """summary.json's ``diagnostics`` (``{summary_key: latest measurement}``), or {};
+        fields renamed since a record was written read under their new names
+        (:data:`RENAMED_DIAGNOSTIC_FIELDS`)."""
+        diagnostics = dict((self.summary or {}).get("diagnostics") or {})
+        for (key, old), new in RENAMED_DIAGNOSTIC_FIELDS.items():
+            entry = diagnostics.get(key)
+            if isinstance(entry, dict) and old in entry and new not in entry:
+                diagnostics[key] = {(new if k == old else k): v for k, v in entry.items()}
+        return diagnostics
 
 
 def _is_run_dir(path: Path) -> bool:
@@ -192,21 +197,13 @@ def find_runs(root: str | Path | Sequence[str | Path], max_depth: int = 3) -> li
         nxt = []
         for d in frontier:
             for child in sorted((c for c in d.iterdir() if c.is_dir() and not c.name.startswith(".")),
-                                key=_natural_key):
+                                key=natural_key):
                 if _is_run_dir(child):
                     runs.append(load_run(child))
                 elif child.name not in ("tensorboard", "checkpoints"):
                     nxt.append(child)
         frontier = nxt
-    return sorted(runs, key=lambda r: _natural_key(r.path))
-
-
-def event_dirs(run_dir: str | Path) -> list[Path]:
-    """Directories holding TensorBoard event files of a run (``tensorboard/<run_name>/``)."""
-    tb = Path(run_dir) / "tensorboard"
-    if not tb.is_dir():
-        return []
-    return sorted({p.parent for p in tb.rglob("events.out.tfevents.*")}, key=_natural_key)
+    return sorted(runs, key=lambda r: natural_key(r.path))
 
 
 def read_curves_csv(path: str | Path, tags: tuple[str, ...] | None = None) -> dict[str, tuple[list[int], list[float]]]:
@@ -232,17 +229,6 @@ def load_scalars(run_dir: str | Path, tags: tuple[str, ...] | None = CURVE_TAGS)
     absent from the result; a run that logged nothing yet gives ``{}``. A run record
     (``curves.csv``, no event files) gives the tags it kept (:data:`RECORD_TAGS`).
     """
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     if not event_dirs(run_dir) and (Path(run_dir) / CURVES_CSV).is_file():
         return read_curves_csv(Path(run_dir) / CURVES_CSV, tags)
-
-    merged: dict[str, dict[int, float]] = {}
-    for d in event_dirs(run_dir):
-        acc = EventAccumulator(str(d), size_guidance={"scalars": 0})
-        acc.Reload()
-        available = acc.Tags().get("scalars", [])
-        for tag in available if tags is None else [t for t in tags if t in available]:
-            for ev in acc.Scalars(tag):
-                merged.setdefault(tag, {})[int(ev.step)] = float(ev.value)  # a resumed run's later value wins
-    return {tag: (sorted(points), [points[s] for s in sorted(points)]) for tag, points in merged.items()}
+    return read_event_scalars(run_dir, tags)

@@ -10,16 +10,13 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.loggers import Logger
 
 from residual_lab.callbacks import (BlockInputGradients, ForwardSignal, GradNorms, ResourceMonitor,
                                     UpdateRatio)
-from residual_lab.callbacks.layer_names import blocks, sortable, weighted_layers
-from residual_lab.run import build, train
+from residual_lab.models.layer_names import blocks, sortable, weighted_layers
+from residual_lab.run import train
+from tests.helpers import RESNET20_BLOCKS, RESNET20_LAYERS, block_hooks, fit
 
-from test_layer_names import RESNET20_LAYERS  # noqa: E402 (tests/callbacks is on sys.path)
-
-RESNET20_BLOCKS = [f"s{s}.b{b}" for s in (1, 2, 3) for b in range(3)]
 #: Tag prefixes of each switchable diagnostic (its name in conf/callbacks/default.yaml).
 PREFIXES = {
     "grad_norm": ("grad_norm/", "grad_norm_stage/", "grad_norm_total"),
@@ -31,32 +28,6 @@ PREFIXES = {
 ALL_PREFIXES = tuple(p for ps in PREFIXES.values() for p in ps)
 
 
-class CaptureLogger(Logger):
-    """Keeps every ``log_metrics`` call as ``(step, metrics)``, in call order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[tuple[int, dict]] = []
-
-    @property
-    def name(self) -> str:
-        return "capture"
-
-    @property
-    def version(self) -> str:
-        return "0"
-
-    def log_hyperparams(self, params, *args, **kwargs) -> None:
-        pass
-
-    def log_metrics(self, metrics, step=None) -> None:
-        self.records.append((step, dict(metrics)))
-
-    def diagnostics(self) -> list[tuple[int, dict]]:
-        return [(s, {k: v for k, v in m.items() if k.startswith(ALL_PREFIXES)}) for s, m in self.records
-                if any(k.startswith(ALL_PREFIXES) for k in m)]
-
-
 class HookProbe(L.Callback):
     """Counts hooks on the blocks at batch start (after the diagnostics attached theirs) and end."""
 
@@ -64,28 +35,11 @@ class HookProbe(L.Callback):
         self.at_start: dict[int, int] = {}
         self.at_end: dict[int, int] = {}
 
-    @staticmethod
-    def count(net) -> int:
-        return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) + len(m.residual._forward_hooks)
-                   for _, m in net.named_blocks())
-
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.at_start[trainer.global_step] = self.count(pl_module.net)
+        self.at_start[trainer.global_step] = block_hooks(pl_module.net)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.at_end[trainer.global_step] = self.count(pl_module.net)
-
-
-def fit(cfg, *extra: L.Callback, first: L.Callback | None = None):
-    """Build a run from ``cfg``, log to a CaptureLogger only, fit; return (module, trainer, logger)."""
-    module, datamodule, trainer = build(cfg)
-    logger = CaptureLogger()
-    trainer.loggers = [logger]
-    if first is not None:
-        trainer.callbacks.insert(0, first)
-    trainer.callbacks.extend(extra)
-    trainer.fit(module, datamodule=datamodule)
-    return module, trainer, logger
+        self.at_end[trainer.global_step] = block_hooks(pl_module.net)
 
 
 QUICK = ("~callbacks.model_checkpoint", "~callbacks.lr_monitor", "~logger.tensorboard")
@@ -95,7 +49,7 @@ def test_resnet20_tags_in_network_order_only_on_logging_steps(make_cfg):
     probe = HookProbe()
     _, trainer, logger = fit(make_cfg("depth=20", "trainer.max_steps=5", "diagnostics.every_n_steps=2", *QUICK),
                              probe)
-    records = logger.diagnostics()
+    records = logger.tagged(ALL_PREFIXES)
     # Batch k (1-based) is measured when k % 2 == 0 and logged at x = k - 1, like Lightning's train/loss.
     assert sorted({s for s, _ in records}) == [1, 3]
     for step in (1, 3):
@@ -125,7 +79,7 @@ def test_resnet20_tags_in_network_order_only_on_logging_steps(make_cfg):
 def test_switching_a_diagnostic_off_removes_its_tags(make_cfg, name):
     _, trainer, logger = fit(make_cfg("trainer.max_steps=2", "diagnostics.every_n_steps=1", *QUICK,
                                       f"~callbacks.{name}"))
-    tags = {k for _, m in logger.diagnostics() for k in m}
+    tags = {k for _, m in logger.tagged(ALL_PREFIXES) for k in m}
     for other, prefixes in PREFIXES.items():
         present = any(t.startswith(prefixes) for t in tags)
         assert present == (other != name), other
@@ -222,7 +176,7 @@ def test_block_grad_reads_a_flat_per_element_gradient_as_ratio_one():
     loss.backward()
     callback.on_before_optimizer_step(trainer, None, None)
     assert callback.latest["first_over_last"] == 1.0
-    assert callback.latest["grad_norm"] == [0.5, 0.5]  # RMS, the unit of block_grad/<block>
+    assert callback.latest["grad_rms"] == [0.5, 0.5]  # RMS, the unit of block_grad/<block>
 
 
 def test_summary_json_and_tensorboard_end_to_end(make_cfg, tmp_path, monkeypatch):
@@ -242,7 +196,7 @@ def test_summary_json_and_tensorboard_end_to_end(make_cfg, tmp_path, monkeypatch
     assert summary["grad_norm"]["layers"] == summary["update_ratio"]["layers"] == resnet8
     assert summary["block_grad"]["blocks"] == summary["signal"]["blocks"] == ["s1.b0", "s2.b0", "s3.b0"]
     assert [len(summary["grad_norm"]["grad_norm"]), len(summary["update_ratio"]["update_ratio"]),
-            len(summary["block_grad"]["grad_norm"]), len(summary["signal"]["ratio"])] == [8, 8, 3, 3]
+            len(summary["block_grad"]["grad_rms"]), len(summary["signal"]["ratio"])] == [8, 8, 3, 3]
     assert {v["step"] for v in summary.values()} == {5}
 
     acc = EventAccumulator(str(tmp_path / "tensorboard" / "resnet-8-identity")).Reload()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from residual_lab.callbacks.figures import ROW_INCHES, grad_norm_heatmap
-from residual_lab.callbacks.layer_names import blocks, sortable, weighted_layers
 from residual_lab.models import MLP, CifarResNet, ResNet18, VisionTransformer
+from residual_lab.models.layer_names import blocks, sortable, weighted_layers
 
 
 NETS = {

@@ -6,32 +6,16 @@ import copy
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import Logger
 
 from residual_lab.callbacks.token_stats import TokenStats, rank_collapse
-from residual_lab.run import build
+from tests import helpers
+from tests.helpers import block_hooks
 
 VIT = ("model=vit", "depth=2", "width=16", "model.heads=2", "data.batch_size=16")
 QUICK = ("~callbacks.model_checkpoint", "~callbacks.last_checkpoint", "~callbacks.lr_monitor",
          "~callbacks.diagnostic_figures", "~logger.tensorboard", "+trainer.limit_val_batches=0",
          "data.source.num_train=128", "data.val_size=32", "data.source.num_test=32")
 BLOCKS = ["b0.attn", "b0.mlp", "b1.attn", "b1.mlp"]
-
-
-class CaptureLogger(Logger):
-    """Keeps every ``log_metrics`` call as ``(step, metrics)``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[tuple[int, dict]] = []
-
-    name, version = "capture", "0"
-
-    def log_hyperparams(self, params, *args, **kwargs) -> None:
-        pass
-
-    def log_metrics(self, metrics, step=None) -> None:
-        self.records.append((step, dict(metrics)))
 
 
 class CaptureFirst(L.Callback):
@@ -43,8 +27,7 @@ class CaptureFirst(L.Callback):
             self.batch = [t.clone() for t in batch]
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.hooks_after = sum(len(m._forward_pre_hooks) + len(m._forward_hooks) + len(m.residual._forward_hooks)
-                               for _, m in pl_module.net.named_blocks())
+        self.hooks_after = block_hooks(pl_module.net)
 
 
 class CountHooks(L.Callback):
@@ -54,20 +37,13 @@ class CountHooks(L.Callback):
         self.counts: list[int] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.counts.append(sum(len(m._forward_pre_hooks) + len(m._forward_hooks) + len(m.residual._forward_hooks)
-                               for _, m in pl_module.net.named_blocks()))
+        self.counts.append(block_hooks(pl_module.net))
 
 
 def fit(cfg, *extra: L.Callback, first: L.Callback | None = None):
-    module, datamodule, trainer = build(cfg)
-    logger = CaptureLogger()
-    trainer.loggers = [logger]
-    if first is not None:
-        trainer.callbacks.insert(0, first)
-    trainer.callbacks.extend(extra)
-    trainer.fit(module, datamodule=datamodule)
-    stats = next(c for c in trainer.callbacks if isinstance(c, TokenStats))
-    return module, stats, logger
+    """:func:`tests.helpers.fit`, returning the TokenStats callback in place of the trainer."""
+    module, trainer, logger = helpers.fit(cfg, *extra, first=first)
+    return module, next(c for c in trainer.callbacks if isinstance(c, TokenStats)), logger
 
 
 def test_rank_collapse_is_0_for_identical_tokens_and_1_for_zero_mean_tokens():

@@ -11,6 +11,7 @@ from PIL import Image
 
 from residual_lab.data import ImageFolderSource, InMemoryDataModule, SyntheticSource
 from residual_lab.errors import UserFacingError
+from tests.helpers import image_folder
 
 
 def test_synthetic_data_is_deterministic_from_its_seed():
@@ -79,17 +80,8 @@ def test_zero_batch_size_is_refused():
         InMemoryDataModule(SyntheticSource(), num_classes=10, batch_size=0)
 
 
-def _write_tree(root, classes=("cat", "dog"), per_class=3):
-    rng = np.random.default_rng(0)
-    for split in ("train", "test"):
-        for c in classes:
-            (root / split / c).mkdir(parents=True, exist_ok=True)
-            for i in range(per_class):
-                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
-
-
 def test_image_folder_decodes_once_and_reuses_the_cache_until_files_change(tmp_path):
-    _write_tree(tmp_path / "d")
+    image_folder(tmp_path / "d", per_class=3)
     source = ImageFolderSource(str(tmp_path / "d"), cache_dir=str(tmp_path / "cache"))
     a = source.load()
     assert a.classes == ["cat", "dog"] and a.train_images.shape == (6, 3, 32, 32)
@@ -106,7 +98,7 @@ def test_image_folder_decodes_once_and_reuses_the_cache_until_files_change(tmp_p
 def test_image_folder_errors_name_the_problem(tmp_path):
     with pytest.raises(UserFacingError, match="missing or empty"):
         ImageFolderSource(str(tmp_path / "nowhere")).load()
-    _write_tree(tmp_path / "d")
+    image_folder(tmp_path / "d", per_class=3)
     (tmp_path / "d" / "test" / "bird").mkdir()
     with pytest.raises(UserFacingError, match=r"only in train: none, only in test: \['bird'\]"):
         ImageFolderSource(str(tmp_path / "d")).load()
@@ -119,7 +111,7 @@ def test_image_folder_errors_name_the_problem(tmp_path):
 def test_image_folder_says_what_it_decodes_how_long_it_takes_and_where_the_cache_goes(tmp_path, capsys, monkeypatch):
     from residual_lab.data import image_folder
 
-    _write_tree(tmp_path / "d")  # 12 images
+    image_folder(tmp_path / "d", per_class=3)  # 12 images
     monkeypatch.setattr(image_folder, "ESTIMATE_AFTER", 4)
     monkeypatch.setenv("RESIDUAL_LAB_CACHE", str(tmp_path / "moved"))
     root = tmp_path / "d"

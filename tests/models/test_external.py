@@ -10,13 +10,12 @@ from hydra.utils import instantiate
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
-from residual_lab.callbacks.layer_names import blocks
 from residual_lab.errors import UserFacingError
 from residual_lab.models.external import BlockView, external_net, named_blocks
+from residual_lab.models.layer_names import blocks
 from residual_lab.naming import external_run_name
 from residual_lab.run import train
-from tests.conftest import compose_config
-from tests.models.test_families import ONE_STEP
+from tests.helpers import ONE_STEP, compose_config
 
 
 def tiny_torchvision_resnet(num_classes: int = 10) -> nn.Module:
@@ -43,7 +42,7 @@ def test_one_step_run_writes_summary_with_diagnostics_on_the_found_blocks(make_c
     projections = [f"layer{i}.0.downsample.0" for i in (2, 3, 4)]
     expected = MAIN_LAYERS + (projections if shortcut == "identity" else []) + ["fc"]
     assert sorted(diag["grad_norm"]["layers"]) == sorted(expected)
-    assert all(v > 0 for v in diag["block_grad"]["grad_norm"] + diag["signal"]["rms_residual"])
+    assert all(v > 0 for v in diag["block_grad"]["grad_rms"] + diag["signal"]["rms_residual"])
     # the plain twin lacks exactly the three projections' conv and BN
     proj_params = sum(64 * 2**i * 64 * 2**(i - 1) + 2 * 64 * 2**i for i in (1, 2, 3))
     full = sum(p.numel() for p in tiny_torchvision_resnet().parameters())

@@ -10,9 +10,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from residual_lab.callbacks.layer_names import blocks, weighted_layers
+from residual_lab.models.layer_names import blocks, weighted_layers
 from residual_lab.run import train
-from tests.conftest import compose_config
+from tests.helpers import ONE_STEP, compose_config
 
 #: Small nets of each family: (model, top-level overrides).
 TINY = {
@@ -116,11 +116,6 @@ BLOCKS = {
     "vit": [f"b{b}.{u}" for b in (0, 1) for u in ("attn", "mlp")],
     "lstm": ["b0", "b1"],
 }
-#: A 1-step run on a few synthetic images, every diagnostic measuring at that step.
-ONE_STEP = ("trainer.max_steps=1", "trainer.val_check_interval=1", "diagnostics.every_n_steps=1",
-            "data.batch_size=16", "data.eval_batch_size=32", "data.source.num_train=64", "data.val_size=16",
-            "data.source.num_test=16", "~callbacks.last_checkpoint", "~callbacks.diagnostic_figures", "~callbacks.lr_monitor",
-            "~logger.tensorboard")
 
 
 @pytest.mark.parametrize("family", sorted(TINY))
@@ -134,7 +129,7 @@ def test_one_step_run_writes_summary_with_the_familys_tags(make_cfg, tmp_path, f
     assert diag["grad_norm"]["layers"] == diag["update_ratio"]["layers"] == LAYERS[family]
     assert sorted(diag["grad_norm"]["stages"]) == sorted({t.split(".")[0] for t in LAYERS[family]})
     assert diag["block_grad"]["blocks"] == diag["signal"]["blocks"] == BLOCKS[family]
-    assert all(v > 0 for v in diag["grad_norm"]["grad_norm"] + diag["block_grad"]["grad_norm"])
+    assert all(v > 0 for v in diag["grad_norm"]["grad_norm"] + diag["block_grad"]["grad_rms"])
     if family == "vit":
         assert diag["token_stats"]["blocks"] == BLOCKS["vit"]
     else:  # nothing to measure: no empty entry

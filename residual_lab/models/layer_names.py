@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import re
 
-import lightning as L
 from torch import nn
+
+from residual_lab.models.external import named_blocks
 
 _BLOCK = re.compile(r"^stages\.(\d+)\.blocks\.(\d+)(?:\.(.*))?$")
 _FLAT_BLOCK = re.compile(r"^blocks\.(\d+)(?:\.(.*))?$")
@@ -88,7 +89,7 @@ def group_of(tag: str) -> str:
     return tag.split(".", 1)[0]
 
 
-def network(pl_module: L.LightningModule | nn.Module) -> nn.Module:
+def network(pl_module: nn.Module) -> nn.Module:
     """The network inside a LightningModule (``module.net``), or the module itself."""
     return getattr(pl_module, "net", pl_module)
 
@@ -117,6 +118,4 @@ def blocks(net: nn.Module) -> list[tuple[str, nn.Module]]:
     ``named_blocks()``, or for any other module the ones the fx pass finds
     (:func:`residual_lab.models.external.named_blocks`; their names, e.g. ``layer1.0``, are
     their tags)."""
-    from residual_lab.models.external import named_blocks
-
     return [(short_name(name), blk) for name, blk in named_blocks(net)]

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from residual_lab.callbacks.layer_names import blocks, group_of, short_name, weighted_layers
 from residual_lab.models import CifarResNet
-
-# ResNet-20, option A: stem conv, 3 stages x 3 blocks x 2 convs, classifier (He et al. 2015 sec. 4.2).
-RESNET20_LAYERS = (
-    ["stem.conv"]
-    + [f"s{s}.b{b}.conv{c}" for s in (1, 2, 3) for b in range(3) for c in (1, 2)]
-    + ["head.fc"]
-)
+from residual_lab.models.layer_names import blocks, group_of, short_name, weighted_layers
+from tests.helpers import RESNET20_LAYERS
 
 
 @pytest.mark.parametrize("name, tag", [
@@ -43,7 +37,7 @@ def test_projection_shortcut_follows_its_residual_branch():
 
 
 def test_compiled_nets_are_recognised_so_hook_diagnostics_can_stand_down():
-    from residual_lab.callbacks.layer_names import compiled
+    from residual_lab.models.layer_names import compiled
 
     net = CifarResNet(depth=8, shortcut="identity")
     assert not compiled(net)
