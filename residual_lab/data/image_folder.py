@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
-import zipfile
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
