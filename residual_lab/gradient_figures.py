@@ -20,20 +20,41 @@ from matplotlib.figure import Figure  # noqa: E402
 ProfileLine = tuple[str, Sequence[str], Sequence[float], dict]
 
 
+def profile_panel(ax, panel_title: str, ylabel: str, lines: Sequence[ProfileLine]) -> dict[str, Any]:
+    """Draw one panel of per-layer profiles against relative depth; ``{label: line}`` of the labelled lines."""
+    handles: dict[str, Any] = {}
+    for label, names, values, style in lines:
+        x = [i / max(1, len(values) - 1) for i in range(len(values))]
+        line = ax.plot(x, values, marker=".", label=label, **style)[0]
+        if label:
+            handles.setdefault(label, line)
+    if len(lines) == 1:
+        names = lines[0][1]
+        every = max(1, len(names) // 12)
+        ax.set_xticks([i / max(1, len(names) - 1) for i in range(0, len(names), every)], list(names)[::every],
+                      fontsize=6, rotation=60)
+    ax.set_yscale("log")
+    ax.set_xlabel("relative depth (0 = first layer, 1 = last)", fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_title(panel_title, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    return handles
+
+
 def gradient_profiles(panels: Sequence[tuple[str, str, Sequence[ProfileLine]]], title: str = "",
                       panel_size: tuple[float, float] = (5.5, 4.2), legend_outside: bool = False) -> Figure:
     """Per-layer gradient profiles against relative depth (0: first layer, 1: last), log scale.
 
     A plain net's gradient that shrinks towards the input shows as a line falling to the left.
-    With one line in a panel, its layer names label the x axis.
+    With one line in a panel, its layer names label the x axis. One run's figure (the training
+    callback's); a sweep's is :func:`residual_lab.results.plots.profiles_figure`, a row of these panels per experiment.
 
     Args:
         panels: ``(panel title, y label, lines)`` per panel, side by side.
         title: the figure's title (e.g. the run's name).
         panel_size: inches per panel (width, height).
         legend_outside: one legend for the whole figure, right of the panels, instead of one
-            inside each: a sweep's 20+ lines would otherwise cover the panels or, with
-            constrained layout, squeeze them to nothing.
+            inside each (many lines would cover the panels).
     """
     labels = {line[0] for _, _, lines in panels for line in lines if line[0]}
     rows = max(1, int(panel_size[1] * 72 / 11) - 2)  # legend rows that fit the height at 7 pt
@@ -44,20 +65,9 @@ def gradient_profiles(panels: Sequence[tuple[str, str, Sequence[ProfileLine]]], 
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     handles: dict[str, Any] = {}
     for ax, (panel_title, ylabel, lines) in zip(axes, panels):
-        for label, names, values, style in lines:
-            x = [i / max(1, len(values) - 1) for i in range(len(values))]
-            handles.setdefault(label, ax.plot(x, values, marker=".", label=label, **style)[0])
-        if len(lines) == 1:
-            names = lines[0][1]
-            every = max(1, len(names) // 12)
-            ax.set_xticks([i / max(1, len(names) - 1) for i in range(0, len(names), every)], list(names)[::every],
-                          fontsize=6, rotation=60)
-        ax.set_yscale("log")
-        ax.set_xlabel("relative depth (0 = first layer, 1 = last)")
-        ax.set_ylabel(ylabel)
-        ax.set_title(panel_title, fontsize=9)
-        ax.grid(alpha=0.3, which="both")
-        if not legend_outside and any(line[0] for line in lines):
+        drawn = profile_panel(ax, panel_title, ylabel, lines)
+        handles = {**drawn, **handles}
+        if not legend_outside and drawn:
             ax.legend(fontsize=7)
     if legend_outside and labels:
         fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=7, ncols=columns)

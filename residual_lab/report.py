@@ -330,7 +330,8 @@ def runs_markdown(runs: list[Run], out: Path) -> list[str]:
                   "Dashed, thin: training error (TensorBoard `train/error`, mean over the logging window). "
                   "Bold: validation error (`val/error`, the 5k images held out of the training set under the "
                   "heldout protocol; the paper's Fig. 6 plots test error, which we evaluate only once, at the "
-                  "end: the star, `test/error`). Left: plain nets; right: residual nets; one colour per depth "
+                  "end: the star, `test/error`). One row per experiment (a folder's runs that share the training "
+                  "setup), plain nets left, residual nets right; one colour per depth "
                   "(and per value of any other field that varies, e.g. norm), shared by a plain net and its twin. "
                   "Where an experiment has several seeds: the mean over seeds, the band ± one sample std."]
     else:
@@ -356,8 +357,8 @@ def runs_markdown(runs: list[Run], out: Path) -> list[str]:
         parts += [f"![profiles]({PROFILES_PNG})", "",
                   "From summary.json `diagnostics.grad_norm` (weight-gradient norm per conv/linear layer) and "
                   "`diagnostics.block_grad` (gradient dL/dx at each block input), at the last measured step, "
-                  "against relative depth; one line per experiment (the geometric mean over its seeds), dotted "
-                  "for plain nets."]
+                  "against relative depth; one row per experiment, one line per net (the geometric mean over its "
+                  "seeds), dotted for plain nets."]
     else:
         parts.append("No run recorded per-layer gradient diagnostics (summary.json `diagnostics.grad_norm` / "
                      "`diagnostics.block_grad` absent or empty): skipped.")

@@ -40,6 +40,7 @@ from residual_lab import console
 from residual_lab.console import command, quiet_library_noise, say, say_how_to_resume_sweep, where_files_go
 from residual_lab.errors import UserFacingError, usage_errors
 from residual_lab.io import atomic_write
+from residual_lab.loggers import run_hparams
 from residual_lab.summary import SUMMARY_FILE, config_fields, run_summary, summary_line, write_summary
 from residual_lab.run_dir import (HYDRA_COPY, RESUME_MAY_CHANGE, DirectoryTaken, RunLock, describe, holds_a_run,
                                   is_free_to_change, is_rank_zero, job_home, keep_hydra_files, move_job,
@@ -145,9 +146,7 @@ def train(cfg: DictConfig, resume: bool = False) -> dict[str, Any]:
                           full=full)
     if status == "completed":
         for lg in trainer.loggers:
-            lg.log_hyperparams({k: summary[k] for k in ("depth", "shortcut", "block", "width", "norm", "seed",
-                                                        "params", "lr", "batch_size", "max_steps")},
-                               hparam_metrics(summary))
+            lg.log_hyperparams(run_hparams(cfg, summary), hparam_metrics(summary))
     write_summary(output_dir, summary)
     log.info(summary_line(summary))
     return summary

@@ -45,7 +45,7 @@ def execute(cwd: Path, out: Path, sweep: str | None = None) -> dict:
 
 
 def outputs(nb: dict) -> tuple[str, int]:
-    """(all printed text, number of images) of the executed notebook's code cells."""
+    """(all printed text, stderr included, and number of images) of the executed notebook's code cells."""
     text, images = "", 0
     for cell in nb["cells"]:
         for o in cell.get("outputs", []) if cell["cell_type"] == "code" else []:
@@ -55,12 +55,29 @@ def outputs(nb: dict) -> tuple[str, int]:
     return text, images
 
 
+def image_sizes(nb: dict) -> list[tuple[int, int]]:
+    """(width, height) in pixels of every image the executed notebook shows."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    return [Image.open(io.BytesIO(base64.b64decode(o["data"]["image/png"]))).size
+            for cell in nb["cells"] if cell["cell_type"] == "code"
+            for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+
+
 def test_notebook_runs_on_the_committed_records_right_after_cloning(tmp_path):
     assert RECORDS, "no run records under experiments/*/runs/"
-    text, images = outputs(execute(ROOT, tmp_path / "out"))
+    nb = execute(ROOT, tmp_path / "out")
+    text, images = outputs(nb)
     assert f"reading {ROOT / 'experiments'}" in text
     assert count_line(RECORDS) in text
     assert images == FIGURES  # each figure once
+    # Before: ~250 runs drew the curves under a ~100-entry legend ("axes sizes collapsed to zero")
+    # and the profiles 4421x345 px; now a row per experiment, the width bounded.
+    assert "collapsed" not in text
+    assert all(w <= 2000 and h >= 300 for w, h in image_sizes(nb)), image_sizes(nb)
 
 
 def test_a_relative_sweep_dir_is_read_from_where_the_command_starts(tmp_path):

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from residual_lab.results.loading import Run, load_run
-from residual_lab.results.plots import _colours, depth_figure, depth_lines, profiles_figure, token_stats_figure
+from residual_lab.results.plots import (_colours, curves_figure, depth_figure, depth_lines, profiles_figure,
+                                        token_stats_figure)
 
 
 def summary_run(tmp_path: Path, **fields) -> Run:
@@ -83,7 +84,7 @@ def test_profiles_are_the_geometric_mean_over_seeds(tmp_path):
     fig = profiles_figure(runs)
     (line,) = fig.axes[0].lines
     assert np.allclose(line.get_ydata(), 1e-3)
-    assert "step 499" in fig.axes[0].get_title()
+    assert fig.subfigs[0].get_suptitle().endswith("2 runs, 1 nets, step 499")
 
 
 def test_profiles_of_a_40_run_sweep_keep_their_panels(tmp_path):
@@ -97,7 +98,9 @@ def test_profiles_of_a_40_run_sweep_keep_their_panels(tmp_path):
         warnings.simplefilter("error")
         fig.savefig(tmp_path / "profiles.png", dpi=40)
     assert all(ax.get_position().width > 0.15 and ax.get_position().height > 0.5 for ax in fig.axes)
-    assert len(fig.legends) == 1 and len(fig.legends[0].get_texts()) == 20  # one entry per net, seeds pooled
+    (row,) = fig.subfigs
+    assert len(row.legends) == 1 and len(row.legends[0].get_texts()) == 10  # a net and its twin share an entry
+    assert len(fig.axes[0].lines) == 20  # one line per net, seeds pooled
 
 
 def vit_run(tmp_path: Path, depth: int, shortcut: str, seed: int, rank_end: float, var_end: float) -> Run:
@@ -144,3 +147,100 @@ def test_the_curves_title_names_only_the_curves_drawn(tmp_path):
     assert "train error" in title and "test error" in title and "val error" not in title
     run.scalars["val/error"] = ([10, 20], [75.0, 71.0])
     assert "bold: val error" in curves_figure([run])._suptitle.get_text()
+
+
+def sweep_run(folder: Path, step_error: float, **fields) -> Run:
+    """A run under ``folder`` (a sweep) with Fig. 6 curves and per-layer profiles, built from summary.json."""
+    folder.mkdir(exist_ok=True)
+    run = summary_run(folder, **fields)
+    names = [f"b{i}" for i in range(run.get("depth"))]
+    run.summary["diagnostics"] = {"grad_norm": {"step": 499, "layers": names, "grad_norm": [step_error] * len(names)},
+                                  "block_grad": {"step": 499, "blocks": names, "grad_norm": [step_error] * len(names)}}
+    steps = list(range(0, 501, 50))
+    run.scalars.update({"train/error": (steps, [step_error + 40 - s / 20 for s in steps]),
+                        "val/error": (steps[1:], [step_error + 42 - s / 20 for s in steps[1:]]),
+                        "test/error": ([500], [step_error + 18])})
+    return run
+
+
+#: Pixels per inch the report saves figures at (residual_lab.report.save_figure).
+REPORT_DPI = 90
+
+
+def pixel_sizes(fig, tmp_path: Path) -> list[tuple[float, float]]:
+    """(width, height) in pixels of every panel of ``fig`` saved as the report saves it; a
+    "constrained_layout not applied because axes sizes collapsed to zero" warning fails."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig.savefig(tmp_path / "figure.png", dpi=REPORT_DPI)
+    fig.set_dpi(REPORT_DPI)
+    fig.draw_without_rendering()
+    return [(ax.get_window_extent().width, ax.get_window_extent().height) for ax in fig.axes]
+
+
+def two_hundred_runs(tmp_path: Path) -> list[Run]:
+    """5 sweeps (lr 0.1 ... 0.5) x 5 depths x plain/residual x 2 norms x 2 seeds = 200 runs."""
+    return [sweep_run(tmp_path / f"sweep_lr{lr}", 10.0 * d ** 0.5, lr=lr, depth=d, shortcut=s, norm=n, seed=seed,
+                      run_name=f"{'plain' if s == 'none' else 'resnet'}-{d}-norm_{n}")
+            for lr in (0.1, 0.2, 0.3, 0.4, 0.5) for d in (4, 8, 16, 32, 64) for s in ("none", "identity")
+            for n in ("batch", "none") for seed in (0, 1)]
+
+
+@pytest.mark.parametrize("draw", ["curves_figure", "profiles_figure"])
+def test_200_runs_keep_every_panel_readable(tmp_path, draw):
+    """The committed records (~250 runs) drew a curves figure under a ~100-entry legend ("axes
+    sizes collapsed to zero") and a 4421x345 px profiles figure: one row per experiment now."""
+    from residual_lab.results import plots
+
+    runs = two_hundred_runs(tmp_path)
+    fig = getattr(plots, draw)(runs)
+    sizes = pixel_sizes(fig, tmp_path)
+    assert len(sizes) == 5 * 2  # a row of two panels per sweep
+    assert all(w >= 300 and h >= 170 for w, h in sizes), sizes  # PANEL is 414 x 261 px at 90 dpi
+    width, height = fig.get_size_inches()
+    assert width <= 17 and height == pytest.approx(5 * plots.PANEL[1] + 0.4)  # bounded; grows by rows only
+    for row in fig.subfigs:
+        (legend,) = row.legends
+        assert len(legend.get_texts()) == 10  # 5 depths x 2 norms; a plain net shares its twin's entry
+
+
+def test_curves_draw_one_line_per_net_with_seeds_pooled(tmp_path):
+    runs = two_hundred_runs(tmp_path)
+    plain, residual = curves_figure(runs).subfigs[0].axes
+    bold = [line for line in plain.lines if line.get_linewidth() == 2.0]
+    assert len(bold) == 10  # val error: 5 depths x 2 norms, each the mean of 2 seeds
+    assert sorted(line.get_ydata()[-1] for line in bold)[:2] == pytest.approx([10.0 * 4 ** 0.5 + 17] * 2)
+
+
+def test_a_row_legend_summarises_what_does_not_fit(tmp_path):
+    runs = [sweep_run(tmp_path / "sweep", 10.0, depth=d, shortcut="identity", width=w)
+            for d in range(2, 42) for w in (16, 32, 64, 128, 256)]  # 200 nets, one seed each
+    fig = curves_figure(runs)
+    sizes = pixel_sizes(fig, tmp_path)
+    assert all(w >= 300 and h >= 170 for w, h in sizes), sizes
+    (legend,) = fig.subfigs[0].legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    room = plots_legend_room()
+    assert len(texts) == room and texts[-1] == f"+ {200 - room + 1} more nets: see the table"
+    assert texts[0] == "depth 2, width=16"
+
+
+def plots_legend_room() -> int:
+    from residual_lab.results.plots import LEGEND_COLUMNS, _legend_rows
+
+    return LEGEND_COLUMNS * _legend_rows()
+
+
+def test_experiments_are_a_folder_and_a_setup_seeds_of_two_sweeps_pooled(tmp_path):
+    from residual_lab.results.plots import experiment_groups
+
+    first = [sweep_run(tmp_path / "day1", 10.0, depth=d, seed=0) for d in (4, 8)]
+    second = [sweep_run(tmp_path / "day2", 10.0, depth=d, seed=1) for d in (4, 8)]  # more seeds: pooled
+    rerun = [sweep_run(tmp_path / "rerun", 10.0, depth=d, seed=0) for d in (4, 8)]  # the same seeds again: apart
+    sgd = [sweep_run(tmp_path / "day1", 10.0, depth=4, optimizer="SGD", lr=0.1)]  # another setup in day1
+    groups = experiment_groups(first + second + rerun + sgd)
+    assert [(title, [r.path for r in members]) for title, members in groups] == [
+        ("Adam, lr 0.001 (day1, day2): 4 runs, 2 nets", [r.path for r in first + second]),
+        ("Adam, lr 0.001 (rerun): 2 runs, 2 nets", [r.path for r in rerun]),
+        ("SGD, lr 0.1 (day1): 1 runs, 1 nets", [sgd[0].path]),
+    ]

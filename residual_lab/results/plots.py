@@ -10,6 +10,7 @@ Figures are built with the object API (no pyplot state), safe inside a training 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import matplotlib
@@ -19,7 +20,7 @@ import numpy as np  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from residual_lab.gradient_figures import gradient_profiles  # noqa: E402
+from residual_lab.gradient_figures import gradient_profiles, profile_panel  # noqa: E402
 from residual_lab.results.loading import Run  # noqa: E402
 
 #: Diagnostics drawn as per-layer profiles: (summary key, names key, values key, y label).
@@ -27,6 +28,129 @@ PROFILES = (
     ("grad_norm", "layers", "grad_norm", "weight-gradient norm ||dL/dW||"),
     ("block_grad", "blocks", "grad_rms", "block-input gradient dL/dx_l"),
 )
+
+#: Fields of the training setup (everything but the net and its seed): runs that share them are
+#: comparable on one axis, so they form one experiment of :func:`experiment_groups`.
+SETUP_FIELDS = ("model", "dataset", "protocol", "data", "batch_size", "optimizer", "lr", "max_steps", "precision")
+#: Inches of one panel (width, height); every experiment's row has the same height at any number of runs.
+PANEL = (4.6, 2.9)
+#: Markers of the runs that did not complete (:func:`curves_figure`, :func:`depth_figure`).
+FAILED_MARKER = dict(marker="x", ms=8, mew=2, ls="none")
+#: A row's legend: font size (pt), the most columns, and the longest label (characters) drawn in full.
+LEGEND_FONT, LEGEND_COLUMNS, LABEL_CHARS = 7, 2, 50
+
+
+def _record_dir(run: Run) -> Path:
+    """The folder a run came from: its sweep (``<sweep>/<job>``), or the preset of a committed
+    record (``experiments/<preset>/runs/<record>``: ``runs/`` says nothing)."""
+    parent = run.path.parent
+    return parent.parent if parent.name == "runs" else parent
+
+
+def experiment_groups(runs: Sequence[Run]) -> list[tuple[str, list[Run]]]:
+    """(title, runs) per experiment, in the order the runs come.
+
+    An experiment is the runs of one folder (a sweep, a preset's records) that share the training
+    setup (:data:`SETUP_FIELDS`). Folders with the same setup are one experiment (seeds run on
+    different days, in two sweeps) unless one repeats a net and seed the other holds already: then
+    it is a re-run (e.g. after a fix), drawn apart instead of dropped as a duplicate. The title
+    names the setup values that differ between experiments and the folders, e.g.
+    ``model=MLP (depth_mlp): 60 runs, 20 nets``.
+    """
+    from residual_lab.results.tables import GROUP_FIELDS  # tables imports nothing from here
+
+    units: dict[tuple, list[Run]] = {}
+    for run in runs:
+        units.setdefault((_record_dir(run), tuple(repr(run.get(k)) for k in SETUP_FIELDS)), []).append(run)
+    merged: list[tuple[tuple, list[Path], list[Run], set]] = []  # (setup, folders, runs, identities)
+    for (folder, setup), members in units.items():
+        ids = {(tuple(repr(r.get(k)) for k in GROUP_FIELDS), r.get("seed")) for r in members if r.status == "completed"}
+        home = next((m for m in merged if m[0] == setup and not m[3] & ids), None)
+        if home is None:
+            merged.append((setup, [folder], list(members), ids))
+        else:
+            home[1].append(folder)
+            home[2].extend(members)
+            home[3].update(ids)
+    folders = [f for m in merged for f in m[1]]
+    common = Path(*Path(folders[0]).parts[:_common_depth(folders)]) if len(set(folders)) > 1 else None
+    differ = [i for i, k in enumerate(SETUP_FIELDS) if len({m[0][i] for m in merged}) > 1]
+    groups = []
+    for setup, dirs, members, _ in merged:
+        names = [str(d.relative_to(common)) if common is not None else d.name for d in dirs]
+        names = names[:3] + ([f"+{len(names) - 3} folders"] if len(names) > 3 else [])
+        setup_text = ", ".join(_setup_value(SETUP_FIELDS[i], members[0].get(SETUP_FIELDS[i])) for i in differ)
+        nets = len({tuple(repr(r.get(k)) for k in GROUP_FIELDS) for r in members})
+        head = f"{setup_text} ({', '.join(names)})" if setup_text else ", ".join(names)
+        groups.append((f"{head}: {len(members)} runs, {nets} nets", members))
+    return groups
+
+
+def _setup_value(field: str, value: Any) -> str:
+    """A setup field in a row's title, short: ``lr 0.1``, ``500 steps``, ``heldout``, ``model ?``."""
+    if value is None:
+        return f"{field} ?"
+    return {"lr": f"lr {value}", "max_steps": f"{value} steps", "batch_size": f"batch {value}"}.get(field, str(value))
+
+
+def _common_depth(paths: Sequence[Path]) -> int:
+    """How many leading path parts all ``paths`` share."""
+    depth = 0
+    for parts in zip(*(Path(p).parts for p in paths)):
+        if len(set(parts)) > 1:
+            break
+        depth += 1
+    return depth
+
+
+def _key_label(key: tuple, fields: Sequence[str]) -> str:
+    """A colour key of :func:`colour_key` as a legend label: ``depth 20, projection, norm=none``."""
+    shortcut = [str(key[1])] if len(key) == 2 + len(fields) else []
+    text = ", ".join([f"depth {key[0]}", *shortcut, *(f"{k}={v}" for k, v in zip(fields, key[1 + len(shortcut):]))])
+    return text if len(text) <= LABEL_CHARS else text[:LABEL_CHARS - 1] + "…"
+
+
+def _legend_rows() -> int:
+    """Legend entries that fit one column beside a row's panels, below the row's title
+    (~1.8 font sizes per entry)."""
+    return max(2, int((PANEL[1] - 0.35) * 72 / (LEGEND_FONT * 1.8)))
+
+
+def _row_legend(subfig, entries: Sequence[tuple[Any, str]], extra: Sequence[tuple[Any, str]] = ()) -> None:
+    """One legend right of a row's panels: a line per colour, ``extra`` (style notes) after them.
+
+    At most :data:`LEGEND_COLUMNS` columns of as many entries as fit the row's height; the rest
+    are summarised in one entry (``+ 12 more nets: see the table``), so the panels keep their
+    size whatever the number of nets.
+    """
+    from matplotlib.lines import Line2D
+
+    rows = _legend_rows()
+    room = rows * LEGEND_COLUMNS - len(extra)
+    if len(entries) > room:
+        entries = [*entries[:room - 1], ("none", f"+ {len(entries) - room + 1} more nets: see the table")]
+    handles = [Line2D([], [], color=c, lw=2) if c != "none" else Line2D([], [], ls="none") for c, _ in entries]
+    handles += [h for h, _ in extra]
+    labels = [label for _, label in entries] + [label for _, label in extra]
+    if handles:
+        subfig.legend(handles, labels, loc="outside right upper", fontsize=LEGEND_FONT,
+                      ncols=-(-len(handles) // rows), frameon=False)
+
+
+def _net_colours(members: Sequence[Run]) -> tuple[Any, dict, list[tuple[Any, str]]]:
+    """(:func:`colour_key`, ``{key: colour}``, legend entries ``(colour, label with n)``) of one experiment."""
+    key, colours = _colours(members)
+    fields, _ = _variant_fields(members)
+    n: dict[tuple, set] = {}
+    for seeds in _seed_groups(members):
+        if seeds[0].status == "completed":
+            n.setdefault(key(seeds[0]), set()).add(len(seeds))
+    entries = []
+    for k, c in colours.items():
+        counts = sorted(n.get(k, ()))
+        label = _key_label(k, fields)
+        entries.append((c, label + (f" (n={'-'.join(map(str, counts))})" if counts and counts != [1] else "")))
+    return key, colours, entries
 
 
 def _variant_fields(runs: Sequence[Run]) -> tuple[list[str], set]:
@@ -55,7 +179,7 @@ def colour_key(runs: Sequence[Run]):
 def _colours(runs: Sequence[Run]) -> tuple[Any, dict[Any, Any]]:
     """(:func:`colour_key`, ``{key: colour}``), shared by both panels so plain-56 and resnet-56 match."""
     key = colour_key(runs)
-    keys = sorted({key(r) for r in runs}, key=lambda k: (int(k[0] or 0), repr(k[1:])))
+    keys = sorted({key(r) for r in runs}, key=lambda k: (int(k[0] or 0), *map(_numbers_first, k[1:])))
     if len(keys) <= 10:
         return key, {k: colormaps["tab10"](i) for i, k in enumerate(keys)}
     if len(keys) <= 20:
@@ -63,17 +187,18 @@ def _colours(runs: Sequence[Run]) -> tuple[Any, dict[Any, Any]]:
     return key, {k: colormaps["viridis"](i / (len(keys) - 1)) for i, k in enumerate(keys)}
 
 
-def _seed_groups(runs: Sequence[Run]) -> list[tuple[str, list[Run]]]:
-    """(label, runs) per experiment: completed runs grouped over seeds as the table groups them,
-    every other run alone (its curve is drawn as it is)."""
+def _numbers_first(value: Any) -> tuple:
+    """A sort key: numbers by value (width 16 before 128), then anything else by its text."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return (0, float(value), "") if number else (1, 0.0, str(value))
+
+
+def _seed_groups(runs: Sequence[Run]) -> list[list[Run]]:
+    """The runs of each net: completed runs grouped over seeds as the table groups them, every
+    other run alone (its curve is drawn as it is)."""
     from residual_lab.results.tables import aggregate  # tables imports nothing from here
 
-    groups = []
-    for row in aggregate(list(runs)):
-        label = row.runs[0].name + ("" if row.label == "–" else f" [{row.label}]")
-        groups.append((label + (f" (n={row.n})" if row.n > 1 else ""), row.runs))
-    groups += [(f"{r.name} ({r.status})", [r]) for r in runs if r.status != "completed"]
-    return groups
+    return [row.runs for row in aggregate(list(runs))] + [[r] for r in runs if r.status != "completed"]
 
 
 def _mean_band(curves: list[tuple[list[int], list[float]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -87,50 +212,77 @@ def _mean_band(curves: list[tuple[list[int], list[float]]]) -> tuple[np.ndarray,
     return np.asarray(common), table.mean(axis=0), std
 
 
+def _rows_figure(n_rows: int, legends: Sequence[Sequence[str]], panels: int = 2) -> tuple[Figure, list]:
+    """A figure of ``n_rows`` subfigures (one per experiment), each ``panels`` panels of
+    :data:`PANEL` inches plus its legend: the width is bounded (legend columns and labels are
+    capped), the height grows by one row per experiment, never squeezing a panel."""
+    rows = _legend_rows()
+    legend_in = max((min(LEGEND_COLUMNS, -(-len(labels) // rows)) * (0.45 + max(map(len, labels)) * 0.055)
+                     for labels in legends if labels), default=0.0)
+    fig = Figure(figsize=(PANEL[0] * panels + legend_in, PANEL[1] * n_rows + 0.4), constrained_layout=True)
+    subfigs = fig.subfigures(n_rows, 1, squeeze=False)[:, 0] if n_rows else []
+    return fig, list(subfigs)
+
+
 def curves_figure(runs: list[Run]) -> Figure:
     """Training error (thin, dashed) and validation error (bold) against optimizer steps.
 
-    Plain nets (``shortcut=none``) on the left, residual nets on the right, one colour per
-    depth. An experiment with several seeds is drawn as the mean over its seeds with a band
-    of ± one sample std; one seed, or a run that did not complete, as its own line. The
-    paper's Fig. 6 plots test error; our heldout runs evaluate the 5k validation split during
-    training (``val/error``) and the test set once at the end, drawn as a star at the last step.
+    One row per experiment (:func:`experiment_groups`): plain nets (``shortcut=none``) on the
+    left, residual nets on the right, one colour per net shared by a plain net and its residual
+    twin (Fig. 6), the legend beside the row. A net with several seeds is drawn as the mean over
+    its seeds with a band of ± one sample std; a run that did not complete as its own thin line
+    ending in an x. The paper's Fig. 6 plots test error; our heldout runs evaluate the 5k
+    validation split during training (``val/error``) and the test set once at the end, drawn as
+    a star at the last step. However many runs, each row keeps :data:`PANEL`'s size.
     """
-    key, colours = _colours(runs)
-    fig = Figure(figsize=(11, 4.2), constrained_layout=True)
-    axes = fig.subplots(1, 2, sharey=True)
-    groups = _seed_groups(runs)
+    from matplotlib.lines import Line2D
+
+    groups = experiment_groups(runs)
+    if not groups:
+        fig = Figure(figsize=PANEL)
+        fig.text(0.5, 0.5, "no runs", ha="center", va="center")
+        return fig
+    colouring = [_net_colours(members) for _, members in groups]
+    incomplete = [any(r.status != "completed" for r in members) for _, members in groups]
+    legends = [[label for _, label in entries] + ["x: did not complete"] * bad
+               for (_, _, entries), bad in zip(colouring, incomplete)]
+    fig, subfigs = _rows_figure(len(groups), legends)
     shown: set[str] = set()
-    for ax, plain, title in ((axes[0], True, "plain"), (axes[1], False, "residual")):
-        drawn = 0
-        for label, members in groups:
-            if members[0].is_plain != plain:
-                continue
-            c = colours[key(members[0])]
-            for tag, style in (("val/error", dict(lw=2.2, marker="o", ms=3)),
-                               ("test/error", dict(marker="*", ms=10, ls="none")),
-                               ("train/error", dict(lw=0.8, ls="--", alpha=0.8))):
-                curves = [m.scalars[tag] for m in members if tag in m.scalars]
-                if not curves:
+    for subfig, (title, members), (key, colours, entries), bad in zip(subfigs, groups, colouring, incomplete):
+        axes = subfig.subplots(1, 2, sharey=True)
+        for ax, plain, side in ((axes[0], True, "plain"), (axes[1], False, "residual")):
+            drawn = 0
+            for seeds in _seed_groups(members):
+                if seeds[0].is_plain != plain:
                     continue
-                steps, mean, std = _mean_band(curves)
-                shown.add(tag)
-                ax.plot(steps, mean, color=c, label=label, **style)
-                label = None  # one legend entry per experiment
-                if std is not None:
-                    if tag == "test/error":
-                        ax.errorbar(steps, mean, yerr=std, color=c, ls="none", capsize=3)
-                    else:
-                        ax.fill_between(steps, mean - std, mean + std, color=c, alpha=0.15, lw=0)
-                drawn += 1
-        ax.set_title(f"{title} nets")
-        ax.set_xlabel("optimizer step")
-        ax.grid(alpha=0.3)
-        if drawn:
-            ax.legend(fontsize=8)
-        else:
-            ax.text(0.5, 0.5, f"no {title} runs", ha="center", va="center", transform=ax.transAxes)
-    axes[0].set_ylabel("error (%)")
+                c = colours[key(seeds[0])]
+                done = seeds[0].status == "completed"
+                for tag, style in (("val/error", dict(lw=2.0 if done else 0.8, marker="o", ms=2.5)),
+                                   ("test/error", dict(marker="*", ms=9, ls="none")),
+                                   ("train/error", dict(lw=0.8, ls="--", alpha=0.8))):
+                    curves = [m.scalars[tag] for m in seeds if tag in m.scalars]
+                    if not curves:
+                        continue
+                    steps, mean, std = _mean_band(curves)
+                    shown.add(tag)
+                    ax.plot(steps, mean, color=c, **style)
+                    if not done and tag != "test/error":
+                        ax.plot(steps[-1:], mean[-1:], color=c, **FAILED_MARKER)
+                    if std is not None:
+                        if tag == "test/error":
+                            ax.errorbar(steps, mean, yerr=std, color=c, ls="none", capsize=3)
+                        else:
+                            ax.fill_between(steps, mean - std, mean + std, color=c, alpha=0.15, lw=0)
+                    drawn += 1
+            ax.set_title(f"{side} nets", fontsize=9)
+            ax.set_xlabel("optimizer step", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+            if not drawn:
+                ax.text(0.5, 0.5, f"no {side} runs", ha="center", va="center", transform=ax.transAxes)
+        axes[0].set_ylabel("error (%)", fontsize=8)
+        subfig.suptitle(title, fontsize=9, x=0.01, ha="left")  # clear of the legend on the right
+        _row_legend(subfig, entries, [(Line2D([], [], color="k", **FAILED_MARKER), "x: did not complete")] * bad)
     # The title names only what is drawn: protocol=paper runs have no validation curve.
     legend = {"train/error": "thin dashed: train error (window mean)", "val/error": "bold: val error",
               "test/error": "star: final test error"}
@@ -164,34 +316,43 @@ def _seed_mean_profile(members: Sequence[Run], key: str, names_key: str,
 def profiles_figure(runs: list[Run]) -> Figure | None:
     """The last measured per-layer gradient profiles in summary.json (:data:`PROFILES`).
 
-    One line per experiment: the geometric mean over its seeds (each run alone if it did not
-    complete); dotted for plain nets, colours as in :func:`curves_figure`, one legend beside
-    the panels. None when no run has any.
+    One row per experiment that measured them (:func:`experiment_groups`), its panels side by
+    side: one line per net, the geometric mean over its seeds (each run alone if it did not
+    complete); dotted for plain nets, colours and legend as in :func:`curves_figure`. None when
+    no run has any. However many runs, each row keeps :data:`PANEL`'s size.
     """
-    key, colours = _colours(runs)
-    panels = []
-    for diag_key, names_key, values_key, ylabel in PROFILES:
-        lines, steps = [], []
-        for label, members in _seed_groups(runs):
-            if (p := _seed_mean_profile(members, diag_key, names_key, values_key)) is None:
-                continue
-            steps.append(members[0].diagnostics[diag_key].get("step"))
-            lines.append([label, p[0], p[1], dict(color=colours[key(members[0])],
-                                                  ls=":" if members[0].is_plain else "-")])
-        if not lines:
-            continue
-        title = f"diagnostics.{diag_key} (dotted: plain; seeds: geometric mean)"
-        if len(set(steps)) == 1:  # one step for all: say it once
-            title += f", step {steps[0]}" if steps[0] is not None else ""
-        else:
-            for line, step in zip(lines, steps):
-                line[0] += f" (step {step})" if step is not None else ""
-        panels.append((title, ylabel, [tuple(line) for line in lines]))
-    return gradient_profiles(panels, legend_outside=True) if panels else None
-
-
-#: Markers of the runs that did not complete in :func:`depth_figure`.
-FAILED_MARKER = dict(marker="x", ms=8, mew=2, ls="none")
+    rows = []
+    for title, members in experiment_groups(runs):
+        key, colours, entries = _net_colours(members)
+        panels, steps = [], set()
+        for diag_key, names_key, values_key, ylabel in PROFILES:
+            lines = []
+            for seeds in _seed_groups(members):
+                if (p := _seed_mean_profile(seeds, diag_key, names_key, values_key)) is None:
+                    continue
+                steps.add(seeds[0].diagnostics[diag_key].get("step"))
+                lines.append((None, p[0], p[1], dict(color=colours[key(seeds[0])], lw=1.2, ms=3,
+                                                     ls=":" if seeds[0].is_plain else "-")))
+            if lines:
+                panels.append((f"diagnostics.{diag_key}", ylabel, lines))
+        if panels:
+            known = sorted(s for s in steps if s is not None)
+            at = "" if not known else f", step {known[0]}" if len(known) == 1 else f", steps {known[0]}-{known[-1]}"
+            rows.append((title + at, panels, entries))
+    if not rows:
+        return None
+    fig, subfigs = _rows_figure(len(rows), [[label for _, label in e] for _, _, e in rows],
+                                panels=max(len(p) for _, p, _ in rows))
+    for subfig, (title, panels, entries) in zip(subfigs, rows):
+        axes = subfig.subplots(1, len(panels), squeeze=False)[0]
+        for ax, (panel_title, ylabel, lines) in zip(axes, panels):
+            profile_panel(ax, panel_title, ylabel, lines)
+            ax.tick_params(labelsize=7)
+        subfig.suptitle(title, fontsize=9, x=0.01, ha="left")  # clear of the legend on the right
+        _row_legend(subfig, entries)
+    fig.suptitle("per-layer gradient profiles, last measurement; dotted: plain nets; several seeds: geometric mean",
+                 fontsize=9)
+    return fig
 
 
 def _families(runs: Sequence[Run]) -> dict[str, list[Run]]:
