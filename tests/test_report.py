@@ -99,7 +99,8 @@ def test_report_of_a_2x2_sweep_has_all_four_rows_and_figures(sweep):
     assert (sweep / "curves.png").stat().st_size > 10_000
     assert (sweep / "depth.png").stat().st_size > 10_000 and "![depth](depth.png)" in report  # 2 depths
     assert not (sweep / "tokens.png").exists() and "## Transformer diagnostics" not in report  # no ViT here
-    assert "steps (trainer.max_steps): 10; batch: 64; data source: SyntheticSource" in report
+    assert ("steps (trainer.max_steps): 10; batch per process: 64; processes (world size): 1; global batch: 64; "
+            "data source: SyntheticSource") in report
     protocol = runs["plain-8"].get("protocol")
     assert f"- **{protocol}** (4 runs" in report and PROTOCOLS[protocol] in report
 
