@@ -271,7 +271,7 @@ def test_old_summaries_are_heldout_with_the_dataset_named_from_the_source(tmp_pa
             fake_run(tmp_path, 0, 9.0, data="SyntheticSource", **old)]
     assert [(r.get("protocol"), r.get("dataset")) for r in runs] == [
         ("heldout", "imagefolder"), ("heldout", "cifar10 or cifar100 (not recorded)"), ("heldout", "synthetic")]
-    assert all(r.derived == ("protocol", "dataset") for r in runs)
+    assert all(r.derived == ("protocol", "world_size", "global_batch", "dataset") for r in runs)  # one process, too
     assert all(row.reference is None for row in aggregate(runs))
     report = write_report([r.path for r in runs], out=tmp_path / "out").read_text()
     assert "- **heldout** (3 runs; 3 of them predate summary.json's `protocol` field" in report
