@@ -38,11 +38,14 @@ from residual_lab.results.tables import NET_FIELDS, Ordering, adjust, compare, t
 
 CURVES_PNG, PROFILES_PNG, DEPTH_PNG, TOKENS_PNG, REPORT_MD = (
     "curves.png", "profiles.png", "depth.png", "tokens.png", "report.md")
-#: What each protocol's test error is (summary.json ``protocol``; conf/ names them).
+#: What each protocol's test error is (summary.json ``protocol``: what ran,
+#: :func:`residual_lab.summary.protocol_of`); the split sizes are the records' own (:func:`split_text`).
 PROTOCOLS = {
-    "paper": "the paper's: all 50k training images, fixed schedule, test error of the final weights "
+    "paper": "the paper's: every training image trains, fixed schedule, test error of the final weights "
              "(He et al. 2015 sec. 4.2)",
-    "heldout": "45k/5k split, test error of the checkpoint with the best validation error",
+    "heldout": "training images split into train/val, test error of the checkpoint with the best validation error",
+    "heldout-final": "training images split into train/val, yet test error of the final weights (no "
+                     "best-validation checkpoint was tested)",
 }
 
 
@@ -119,14 +122,24 @@ def _context(row: Row) -> tuple:
     return tuple((k, v) for k, v in row.key.items() if k not in _NET)
 
 
+def unmeasured(rows: Sequence[Row]) -> list[Run]:
+    """Runs whose record postdates ``train_error_full`` but lacks it: summaries rebuilt from a
+    damaged one where the run's data could not be read to evaluate the final weights
+    (:mod:`residual_lab.summary_repair`, ``not_rebuilt``). They do not decide the statistic."""
+    return [r for row in rows for r in row.runs if r.summary.get(REGISTERED) is None and r.summary.get("not_rebuilt")]
+
+
 def registered_statistic(rows: Sequence[Row]) -> str:
     """The report's training-error statistic, decided by the rule, not by the data:
-    ``train_error_full`` (final weights, eval mode, whole training split) when every run has it;
-    records written before it existed (summary_version < 3) carry only the last-window
-    ``train_error``, which was those experiments' registered statistic, so a report of such
-    records uses that and says so (docs/reproducing.md, "How the report decides")."""
+    ``train_error_full`` (final weights, eval mode, whole training split) unless a record
+    predates it (summary_version < 3: only the last-window ``train_error``, which was those
+    experiments' registered statistic), so a report of such records uses that and says so
+    (docs/reproducing.md, "How the report decides"). A rebuilt summary that could not measure
+    it (:func:`unmeasured`) is left out of the statistic's cells, named, and changes nothing."""
     runs = [r for row in rows for r in row.runs]
-    return REGISTERED if runs and all(r.summary.get(REGISTERED) is not None for r in runs) else WINDOW
+    missing = {id(r) for r in unmeasured(rows)}
+    return REGISTERED if runs and all(r.summary.get(REGISTERED) is not None or id(r) in missing
+                                      for r in runs) else WINDOW
 
 
 STATISTIC_TEXT = {
@@ -252,22 +265,50 @@ def setup_markdown(runs: list[Run]) -> str:
 
     lines = ["Protocol of the test errors:"]
     for protocol, n in sorted(Counter(str(r.get("protocol")) for r in done).items()):
-        old = sum(1 for r in done if r.get("protocol") == protocol and "protocol" in r.derived)
+        runs_of = [r for r in done if str(r.get("protocol")) == protocol]
+        old = sum(1 for r in runs_of if "protocol" in r.derived)
         note = (f"; {old} of them predate summary.json's `protocol` field and are taken as heldout "
-                "(every earlier run held out 45k/5k)") if old else ""
+                "(every earlier run held out part of the training images)") if old else ""
         what = PROTOCOLS.get(protocol, "not a protocol this report knows")
-        lines.append(f"- **{protocol}** ({n} runs{note}): {what}.")
+        lines.append(f"- **{protocol}** ({n} runs{note}): {what}; {split_text(runs_of)}.")
     old_data = sum(1 for r in done if "dataset" in r.derived)
     named = f" ({old_data} named from the old `data` field)" if old_data else ""
     lines += ["", f"dataset: {values('dataset')}{named}; steps (trainer.max_steps): {values('max_steps')}; "
-              f"batch: {values('batch_size')}; data source: {values('data')}; "
+              f"batch per process: {values('batch_size')}; processes (world size): {values('world_size')}; "
+              f"global batch: {values('global_batch')}; data source: {values('data')}; "
               f"optimizer: {values('optimizer')} lr {values('lr')}; "
-              f"init: {values('init')}; precision: {values('precision')}."]
+              f"init: {values('init')}; precision (as run): {values('precision')}."]
+    if old_world := sum(1 for r in done if "world_size" in r.derived):
+        lines[-1] += (f" {old_world} runs predate summary.json's `world_size` (summary_version < 4) and are taken as "
+                      "1 process; their precision is the one they asked for.")
+    apart = [name for key, name in (("world_size", "numbers of processes"), ("precision", "precisions"))
+             if len({str(r.get(key)) for r in done}) > 1]
+    if apart:
+        lines.append(f"  \n**Runs on different {' and '.join(apart)} are kept apart**: never pooled as seeds of one "
+                     "experiment nor compared with each other; each has its own rows below (the column *differs "
+                     "within the sweep* names the value).")
+    if requested := [r for r in done if (r.summary or {}).get("requested")]:
+        asked = Counter(", ".join(f"{k} {v} ran as {r.summary.get(k)}" for k, v in r.summary["requested"].items())
+                        for r in requested)
+        lines.append("  \n**Ran otherwise than configured** (summary.json `requested`): "
+                     + "; ".join(f"{text} ({n} runs)" for text, n in asked.items()) + ".")
     steps = paper_steps()
     if any(r.summary.get("max_steps") != steps for r in done):
         lines.append(f"  \n**Not the paper's schedule** ({steps} steps, conf/budget/paper.yaml): differences from "
                      "the paper's figures measure the shorter budget, not the implementation.")
     return "\n".join(lines)
+
+
+def split_text(runs: Sequence[Run]) -> str:
+    """The split sizes the records state (``train/val/test images 1792/256/512 (4 runs)``), or
+    that they predate them (summary_version < 4 recorded none)."""
+    sizes = Counter("/".join(f"{r.get(f'{k}_images'):,}" for k in ("train", "val", "test"))
+                    for r in runs if all(r.get(f"{k}_images") is not None for k in ("train", "val", "test")))
+    unknown = len(runs) - sum(sizes.values())
+    parts = [f"{v}" if len(sizes) == 1 and not unknown else f"{v} ({n} runs)" for v, n in sizes.items()]
+    if unknown:
+        parts.append(f"not recorded ({unknown} runs before summary_version 4)")
+    return "train/val/test images " + ", ".join(parts)
 
 
 def duplicates_markdown(rows: list[Row]) -> str:
@@ -309,6 +350,10 @@ def runs_markdown(runs: list[Run], out: Path) -> list[str]:
     ]
     if dups := duplicates_markdown(rows):
         parts += [dups, ""]
+    if missing := unmeasured(rows):
+        parts += [f"Without `{REGISTERED}`, so left out of its cells and comparisons ({len(missing)}): summaries "
+                  "rebuilt from a damaged one whose data could not be read to evaluate the final weights:"]
+        parts += [f"- `{r.path}` ({r.name}, seed {r.get('seed')})" for r in missing] + [""]
     if check := verdicts_markdown(rows, statistic):
         parts += [f"### Fig. 6's orderings (`{statistic}`, %)", "",
                   f"Each adjacent pair, and the trend over depth where a net family has >= 3 depths; an ordering "
@@ -328,7 +373,7 @@ def runs_markdown(runs: list[Run], out: Path) -> list[str]:
         save_figure(curves_figure(runs), out / CURVES_PNG)
         parts += [f"![curves]({CURVES_PNG})", "",
                   "Dashed, thin: training error (TensorBoard `train/error`, mean over the logging window). "
-                  "Bold: validation error (`val/error`, the 5k images held out of the training set under the "
+                  "Bold: validation error (`val/error`, the images held out of the training set under the "
                   "heldout protocol; the paper's Fig. 6 plots test error, which we evaluate only once, at the "
                   "end: the star, `test/error`). One row per experiment (a folder's runs that share the training "
                   "setup), plain nets left, residual nets right; one colour per depth "

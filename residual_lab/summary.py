@@ -13,9 +13,19 @@ diagnostics to 4 significant digits, seconds to 0.1 s.
 eval mode, without augmentation: the report's training error (docs/reproducing.md). ``train_error``
 is the mean over the last logging window (train mode, augmented batches): a curve's last point.
 
-``summary_version`` 3 is this layout (2 lacked ``train_error_full``); a summary without it (version 1: sorted keys, accuracy,
-recall and F1 as fractions, no ``dataset`` before the field existed) is converted on reading by
-:func:`upgrade`.
+What ran, not only what was asked for (version 4 on): ``precision`` is the precision
+Lightning ran after its substitutions (``16-mixed`` on a CPU runs as ``bf16-mixed``),
+``world_size`` the processes that trained (devices x nodes) and ``global_batch`` the images of
+one optimizer step (``batch_size`` per process x ``world_size`` x gradient accumulation);
+``train_images``/``val_images``/``test_images`` the split sizes; ``tested_checkpoint`` which
+weights the test error is of (``best-val``: the best-validation checkpoint; ``final``: the
+final weights, which ``checkpoints/last.ckpt`` holds) and ``protocol`` the protocol that
+follows from it and the split (:func:`protocol_of`). Where what ran differs from the config,
+``requested`` keeps the config's values (``{"precision": "16-mixed"}``).
+
+``summary_version`` 4 is this layout (3 lacked what ran, 2 ``train_error_full``); a summary
+without it (version 1: sorted keys, accuracy, recall and F1 as fractions, no ``dataset`` before
+the field existed) is converted on reading by :func:`upgrade`.
 """
 
 from __future__ import annotations
@@ -25,14 +35,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from residual_lab.io import atomic_write
 
 #: Statuses a run can end with.
 STATUSES = ("completed", "diverged", "failed", "interrupted")
 SUMMARY_FILE = "summary.json"
-SUMMARY_VERSION = 3
+SUMMARY_VERSION = 4
 
 #: Rates in percent (2 decimals). Version-1 summaries held the last three as fractions.
 PERCENT = ("test_error", "best_val_error", "val_error", "train_error_full", "train_error", "test_error_final",
@@ -45,7 +55,8 @@ ORDER = (
     "status", "reason",
     *PERCENT, "test_loss", "val_loss", "train_loss_full", "train_loss", "test_loss_final",
     "run_name", "model", "depth", "shortcut", "block", "width", "norm", "init", "params",
-    "dataset", "data_root", "data", "protocol", "seed", "batch_size", "optimizer", "lr", "max_steps", "precision",
+    "dataset", "data_root", "data", "protocol", "train_images", "val_images", "test_images", "seed", "batch_size",
+    "world_size", "global_batch", "optimizer", "lr", "max_steps", "precision", "requested",
     "steps", "epochs", "wall_time_s", "train_images_per_s",
     "tested_checkpoint", "best_checkpoint", "resumed_from", "output_dir", "summary_version",
 )
@@ -82,9 +93,11 @@ def model_name(model: DictConfig) -> str:
 def config_fields(cfg: DictConfig) -> dict[str, Any]:
     """The identifying fields of a run, straight from its config.
 
-    ``protocol`` says where the numbers come from: ``heldout`` (45k/5k split, test error of
-    the best-validation checkpoint) or ``paper`` (all training images, fixed schedule, test
-    error of the final weights; He et al. 2015 sec. 4.2).
+    ``protocol`` says where the numbers come from: ``heldout`` (a train/val split, test error
+    of the best-validation checkpoint) or ``paper`` (all training images, fixed schedule, test
+    error of the final weights; He et al. 2015 sec. 4.2). These are the config's values: a
+    finished run's summary replaces ``protocol`` and ``precision`` by what ran
+    (:func:`ran_fields`).
     """
     protocol = cfg.get("protocol")
     return {
@@ -94,9 +107,71 @@ def config_fields(cfg: DictConfig) -> dict[str, Any]:
         "run_name": cfg.run_name, "model": model_name(cfg.model), "depth": cfg.depth,
         "shortcut": cfg.shortcut, "block": cfg.block, "width": cfg.width, "norm": cfg.norm,
         "init": cfg.model.get("init"), "seed": cfg.seed, "batch_size": cfg.data.batch_size,
-        "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1], "lr": cfg.optimizer.lr,
+        **planned_processes(cfg), "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1], "lr": cfg.optimizer.lr,
         "max_steps": cfg.trainer.max_steps, "precision": str(cfg.trainer.precision),
     }
+
+
+#: What each value of ``tested_checkpoint`` tested, and the protocol it gives with or without a
+#: validation split (:func:`protocol_of`).
+TESTED_PROTOCOL = {("best-val", True): "heldout", ("final", False): "paper", ("final", True): "heldout-final"}
+
+
+def protocol_of(tested_checkpoint: str | None, val_images: int | None, requested: str) -> str:
+    """The protocol a run's test error follows, from what was tested rather than what was asked.
+
+    ``heldout``: a validation split and the best-validation checkpoint tested; ``paper``: every
+    training image trained and the final weights tested (He et al. 2015 sec. 4.2), which is
+    also what ``protocol=heldout data.val_size=0`` does; ``heldout-final``: a validation split
+    held out, yet the final weights tested (no best-validation checkpoint was saved, or
+    ``protocol=paper`` with a ``data.val_size`` override). A run that was not tested, or whose
+    split is unknown, keeps the ``requested`` one.
+    """
+    if tested_checkpoint is None or val_images is None:
+        return requested
+    return TESTED_PROTOCOL.get((tested_checkpoint, val_images > 0), requested)
+
+
+def split_sizes(datamodule: Any) -> dict[str, int]:
+    """``train_images``, ``val_images``, ``test_images`` of a set-up datamodule (whole splits,
+    before any DDP sharding), or {} before its splits exist."""
+    splits = getattr(datamodule, "splits", None)
+    if not splits:
+        return {}
+    return {f"{name}_images": len(splits[name][1]) for name in ("train", "val", "test") if name in splits}
+
+
+def ran_fields(cfg: DictConfig, *, precision: str, world_size: int, accumulate: int, splits: dict[str, int],
+               tested_checkpoint: str | None) -> dict[str, Any]:
+    """What ran where the config alone cannot say it (module doc), with ``requested`` holding
+    the config's values that differ from it.
+
+    Args:
+        precision: the precision plugin's (``trainer.precision``: after Lightning's substitutions).
+        world_size: processes that trained (``trainer.world_size``).
+        accumulate: batches per optimizer step (``trainer.accumulate_grad_batches``).
+        splits: :func:`split_sizes`.
+        tested_checkpoint: ``best-val``, ``final`` or None (not tested).
+    """
+    planned = config_fields(cfg)
+    ran = {"precision": str(precision), "world_size": int(world_size),
+           "global_batch": int(cfg.data.batch_size) * int(world_size) * int(accumulate or 1), **splits,
+           "protocol": protocol_of(tested_checkpoint, splits.get("val_images"), planned["protocol"])}
+    requested = {k: planned[k] for k in ("precision", "protocol") if ran[k] != planned[k]}
+    return {**ran, **({"requested": requested} if requested else {})}
+
+
+def planned_processes(cfg: DictConfig) -> dict[str, int | None]:
+    """``world_size`` (devices x nodes) and ``global_batch`` as the config asks for them, None
+    where Lightning decides (``devices=auto``, ``-1``); :func:`ran_fields` records what ran."""
+    devices, nodes = cfg.trainer.get("devices"), int(cfg.trainer.get("num_nodes") or 1)
+    if isinstance(devices, str) and devices.strip().isdigit():
+        devices = int(devices)
+    count = len(devices) if isinstance(devices, (list, tuple)) or OmegaConf.is_list(devices) else devices
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        return {"world_size": None, "global_batch": None}
+    accumulate = int(cfg.trainer.get("accumulate_grad_batches") or 1)
+    return {"world_size": count * nodes, "global_batch": int(cfg.data.batch_size) * count * nodes * accumulate}
 
 
 def round_sig(x: float, digits: int = 4) -> float:
@@ -139,7 +214,7 @@ def tidy(fields: dict[str, Any]) -> dict[str, Any]:
 def upgrade(summary: dict[str, Any]) -> dict[str, Any]:
     """A summary of any version in this version's units: version-1 accuracy, recall and F1
     (fractions) become percent. Nothing else changes; the file is never rewritten."""
-    if summary.get("summary_version", 1) >= 2:  # versions 2 and 3 differ only in added fields
+    if summary.get("summary_version", 1) >= 2:  # versions 2 to 4 differ only in added fields
         return summary
     out = dict(summary)
     for key in FRACTIONS_IN_VERSION_1:
@@ -180,6 +255,9 @@ def run_summary(cfg: DictConfig, trainer: Any, *, params: int, status: str, reas
     ckpt = trainer.checkpoint_callback
     speed = next((c for c in trainer.callbacks if isinstance(c, TrainSpeed)), None)
     steps = diverged_at if diverged_at is not None else trainer.global_step
+    tested = ("best-val" if best else "final") if test else None
+    if not val and status == "completed":  # a resume of a finished run validates nothing: keep what it had
+        val = _validated_before(cfg.paths.output_dir, steps)
     return tidy({
         "status": status,
         "reason": reason,
@@ -194,12 +272,15 @@ def run_summary(cfg: DictConfig, trainer: Any, *, params: int, status: str, reas
         "test_loss": test.get("test/loss"),
         "val_loss": val.get("val/loss"),
         **config_fields(cfg),
+        **ran_fields(cfg, precision=trainer.precision, world_size=trainer.world_size,
+                     accumulate=trainer.accumulate_grad_batches, splits=split_sizes(getattr(trainer, "datamodule", None)),
+                     tested_checkpoint=tested),
         "params": params,
         "steps": steps,
         "epochs": epochs(trainer, steps),
         "wall_time_s": getattr(module, "wall_time_before", 0.0) + elapsed_s,
         "train_images_per_s": speed.images_per_s if speed else None,
-        "tested_checkpoint": ("best-val" if best else "final") if test else None,
+        "tested_checkpoint": tested,
         "best_checkpoint": best,
         "resumed_from": resumed_from,
         "output_dir": str(cfg.paths.output_dir),
@@ -208,6 +289,21 @@ def run_summary(cfg: DictConfig, trainer: Any, *, params: int, status: str, reas
         "diagnostics": {c.summary_key: s for c in trainer.callbacks
                         if isinstance(c, IntervalCallback) and (s := c.summary())},
     })
+
+
+def _validated_before(output_dir: str | Path, steps: int) -> dict[str, float]:
+    """The final ``val/*`` metrics the run's own summary.json holds for this very step, or {}.
+
+    A resume of a completed run (``resume=<run dir>`` without a longer ``trainer.max_steps``)
+    fits no step, so Lightning validates nothing and its metrics are empty; the weights are
+    those the summary already measured, so its ``val_error`` and ``val_loss`` still hold."""
+    try:
+        before = json.loads((Path(output_dir) / SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(before, dict) or before.get("steps") != steps or before.get("status") != "completed":
+        return {}
+    return {f"val/{k}": before[f"val_{k}"] for k in ("error", "loss") if before.get(f"val_{k}") is not None}
 
 
 def summary_line(summary: dict[str, Any]) -> str:

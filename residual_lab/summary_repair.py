@@ -6,9 +6,18 @@ run: a full disk while copying, a truncated sync, an editor. The run's other rec
 say what it was and where it ended: ``config_resolved.yaml`` (its config), ``last.ckpt``
 (its step, wall time and best-validation checkpoint) and the TensorBoard events (the metrics
 it logged, test ones included). A finished run, whose ``last.ckpt`` is at
-``trainer.max_steps`` and whose events hold its test error, is rebuilt from those; what only
-the summary held (``train_error_full``, ``diagnostics``, images per second) stays absent and
-``rebuilt_from`` says where the rest came from. Anything less is reported as damaged.
+``trainer.max_steps`` and whose events hold its test error, is rebuilt from those.
+
+``last.ckpt`` holds the final weights, so the report's training error (``train_error_full``,
+docs/reproducing.md) is measured again from it, with the evaluation run.py itself uses
+(:func:`residual_lab.run.final_weights_errors`: eval mode, the whole unaugmented training
+split): without it, one rebuilt run would leave a report without its registered statistic. That
+needs the run's data where its config says (a few seconds for 50k CIFAR images with a
+ResNet-56 on a GPU, minutes on a CPU; rebuilding is rare); where the data cannot be read it is
+left absent, and ``not_rebuilt`` says so. What ran (precision after Lightning's substitution,
+world size) is what Lightning makes of the run's trainer config on this machine. What only the
+summary held (``diagnostics``, images per second) stays absent; ``rebuilt_from`` says where the
+rest came from. Anything less is reported as damaged.
 """
 
 from __future__ import annotations
@@ -17,10 +26,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from residual_lab.summary import SUMMARY_FILE, SUMMARY_VERSION, config_fields, tidy
+from residual_lab.summary import SUMMARY_FILE, SUMMARY_VERSION, config_fields, ran_fields, split_sizes, tidy
 
 #: Where a rebuilt summary's numbers come from (its ``rebuilt_from`` field).
 REBUILT_FROM = ["checkpoints/last.ckpt", "tensorboard events"]
+#: A rebuilt summary's ``not_rebuilt`` when ``train_error_full`` could not be measured again.
+NOT_EVALUATED = "train_error_full: the run's data could not be read to evaluate checkpoints/last.ckpt"
 #: The suffix a damaged summary.json is kept under once a rebuilt one replaces it.
 DAMAGED_SUFFIX = ".damaged"
 #: summary.json field <- TensorBoard tag (the last value logged).
@@ -55,6 +66,47 @@ def _best_checkpoint(state: dict[str, Any]) -> tuple[str | None, float | None]:
     return None, None
 
 
+def _what_lightning_runs(trainer_cfg: Any) -> dict[str, Any]:
+    """The precision, world size and gradient accumulation Lightning makes of a trainer config on
+    this machine (its substitutions included: ``16-mixed`` on a CPU is ``bf16-mixed``), from a
+    Trainer that is built but never fitted; the config's precision and no world size where this
+    machine cannot build it (a GPU run read on a CPU)."""
+    import lightning as L
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    strategy = trainer_cfg.get("strategy", "auto")
+    accumulate = int(trainer_cfg.get("accumulate_grad_batches") or 1)
+    try:
+        trainer = L.Trainer(accelerator=trainer_cfg.get("accelerator", "auto"), devices=trainer_cfg.get("devices", "auto"),
+                            num_nodes=int(trainer_cfg.get("num_nodes") or 1), precision=trainer_cfg.get("precision"),
+                            strategy=instantiate(strategy) if OmegaConf.is_config(strategy) else strategy,
+                            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False)
+    except Exception:  # an accelerator this machine lacks: what the config asked for
+        return {"precision": str(trainer_cfg.get("precision")), "world_size": None, "accumulate": accumulate}
+    return {"precision": trainer.precision, "world_size": trainer.world_size, "accumulate": accumulate}
+
+
+def _evaluate_final_weights(cfg: Any, state: dict[str, Any], tested_final: bool) -> tuple[dict[str, float], dict[str, int]]:
+    """``train_error_full`` and its companions (:func:`residual_lab.run.final_weights_errors`)
+    of the weights in ``last.ckpt``, and the split sizes; ``({}, {})`` when the data cannot be
+    read or the weights do not load."""
+    from hydra.utils import instantiate
+
+    from residual_lab.run import final_weights_errors
+
+    try:
+        module = instantiate(cfg.task, net=instantiate(cfg.model), optimizer=instantiate(cfg.optimizer),
+                             scheduler=instantiate(cfg.scheduler))
+        module.load_state_dict(state["state_dict"])  # strict: a partial load would measure an untrained net
+        datamodule = instantiate(cfg.data)
+        datamodule.setup("fit")
+    except Exception:  # data moved or unreadable: the rebuild goes on without the statistic
+        return {}, {}
+    return final_weights_errors(module, datamodule, tested_final=tested_final), split_sizes(datamodule)
+
+
 def rebuild_summary(run_dir: str | Path) -> dict[str, Any] | None:
     """The summary of a finished run rebuilt from its records (module doc), or None when it
     did not finish (a checkpoint short of ``trainer.max_steps``, no test error logged) or its
@@ -81,14 +133,23 @@ def rebuild_summary(run_dir: str | Path) -> dict[str, Any] | None:
     best, best_score = _best_checkpoint(state)
     if (cfg.get("protocol") or {}).get("test_weights") == "final":
         best = None
-    params = sum(p.numel() for p in instantiate(cfg.model).parameters())
     fields = {key: scalars[tag][1][-1] for key, tag in FROM_EVENTS.items() if tag in scalars}
+    full, splits = _evaluate_final_weights(cfg, state, tested_final=best is None)
+    lightning = _what_lightning_runs(cfg.trainer)
+    ran = ran_fields(cfg, precision=lightning["precision"], world_size=lightning["world_size"] or 1,
+                     accumulate=lightning["accumulate"], splits=splits,
+                     tested_checkpoint="best-val" if best else "final")
+    if lightning["world_size"] is None:  # not known here: leave it out rather than guess
+        ran.pop("world_size"), ran.pop("global_batch")
+    params = sum(p.numel() for p in instantiate(cfg.model).parameters())
+    train_images, global_batch = ran.get("train_images"), ran.get("global_batch")
     return tidy({
-        "status": "completed", "reason": None, **fields,
+        "status": "completed", "reason": None, **fields, **full,
         "best_val_error": best_score if best else None,
-        **config_fields(cfg), "params": params, "steps": steps,
+        **config_fields(cfg), **ran, "params": params, "steps": steps,
+        "epochs": steps * global_batch / train_images if train_images and global_batch else None,
         "wall_time_s": float(state["wall_time_s"]) if "wall_time_s" in state else None,
         "tested_checkpoint": "best-val" if best else "final", "best_checkpoint": best,
         "output_dir": str(cfg.paths.output_dir), "summary_version": SUMMARY_VERSION,
-        "rebuilt_from": REBUILT_FROM,
+        "rebuilt_from": REBUILT_FROM, **({} if full else {"not_rebuilt": NOT_EVALUATED}),
     })

@@ -93,7 +93,8 @@ def test_report_of_a_2x2_sweep_has_all_four_rows_and_figures(sweep):
     assert (sweep / "curves.png").stat().st_size > 10_000
     assert (sweep / "depth.png").stat().st_size > 10_000 and "![depth](depth.png)" in report  # 2 depths
     assert not (sweep / "tokens.png").exists() and "## Transformer diagnostics" not in report  # no ViT here
-    assert "steps (trainer.max_steps): 10; batch: 64; data source: SyntheticSource" in report
+    assert ("steps (trainer.max_steps): 10; batch per process: 64; processes (world size): 1; global batch: 64; "
+            "data source: SyntheticSource") in report
     protocol = runs["plain-8"].get("protocol")
     assert f"- **{protocol}** (4 runs" in report and PROTOCOLS[protocol] in report
 
@@ -264,7 +265,7 @@ def test_old_summaries_are_heldout_with_the_dataset_named_from_the_source(tmp_pa
             fake_run(tmp_path, 0, 9.0, data="SyntheticSource", **old)]
     assert [(r.get("protocol"), r.get("dataset")) for r in runs] == [
         ("heldout", "imagefolder"), ("heldout", "cifar10 or cifar100 (not recorded)"), ("heldout", "synthetic")]
-    assert all(r.derived == ("protocol", "dataset") for r in runs)
+    assert all(r.derived == ("protocol", "world_size", "global_batch", "dataset") for r in runs)  # one process, too
     assert all(row.reference is None for row in aggregate(runs))
     report = write_report([r.path for r in runs], out=tmp_path / "out").read_text()
     assert "- **heldout** (3 runs; 3 of them predate summary.json's `protocol` field" in report

@@ -22,7 +22,8 @@ FIRST_KEYS = ["status", "reason",
               "test_accuracy", "test_recall_macro", "test_f1_macro", "test_loss", "val_loss", "train_loss_full",
               "train_loss", "test_loss_final",
               "run_name", "model", "depth", "shortcut", "block", "width", "norm", "init", "params", "dataset",
-              "data_root", "data", "protocol", "seed", "batch_size", "optimizer", "lr", "max_steps", "precision",
+              "data_root", "data", "protocol", "train_images", "val_images", "test_images", "seed", "batch_size",
+              "world_size", "global_batch", "optimizer", "lr", "max_steps", "precision",
               "steps", "epochs", "wall_time_s", "train_images_per_s", "tested_checkpoint", "best_checkpoint",
               "resumed_from", "output_dir", "summary_version"]
 
@@ -32,7 +33,7 @@ def test_summary_reads_outcome_first_in_percent_and_rounded(make_cfg, tmp_path):
     text = (tmp_path / "summary.json").read_text()
     s = json.loads(text)
     assert list(s) == FIRST_KEYS + ["diagnostics"]
-    assert s["summary_version"] == SUMMARY_VERSION == 3
+    assert s["summary_version"] == SUMMARY_VERSION == 4
     # One unit: accuracy is 100 - error, recall and F1 are percentages too.
     assert s["test_accuracy"] == pytest.approx(100 - s["test_error"], abs=0.011)
     assert 1 < s["test_recall_macro"] <= 100 and 1 < s["test_f1_macro"] <= 100
@@ -97,7 +98,7 @@ def test_tidy_orders_rounds_and_keeps_unknown_fields():
     assert list(s) == ["status", "test_error", "lr", "wall_time_s", "extra", "diagnostics"]
     assert s["test_error"] == 8.12 and s["wall_time_s"] == 12.3 and s["lr"] == 0.123456 and s["extra"] == 1.235
     assert s["diagnostics"]["grad_norm"]["grad_norm"] == [0.01235, 1e-9]
-    assert set(ORDER) >= set(FIRST_KEYS)
+    assert set(ORDER) >= set(FIRST_KEYS) | {"requested"}
 
 
 def test_final_console_line_rounds_every_error_with_a_percent_sign():

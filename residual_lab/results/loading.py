@@ -11,9 +11,10 @@ A run record (:mod:`residual_lab.results.export`, committed under
 ``experiments/<preset>/runs/<run name>-seed<k>/``) is ``summary.json`` plus ``curves.csv``
 instead of the event files; it reads back as the same :class:`Run`.
 
-Summaries written before the ``protocol`` and ``dataset`` fields existed are completed by
-:func:`derived_fields`: every earlier run used the 45k/5k split (``heldout``), and the data
-set is named from the data source's class where that says it.
+Summaries written before the ``protocol``, ``dataset`` and ``world_size`` fields existed are
+completed by :func:`derived_fields`: every earlier run used the 45k/5k split (``heldout``) and
+ran on one process (the epochs of every committed record are steps x batch / training images),
+and the data set is named from the data source's class where that says it.
 """
 
 from __future__ import annotations
@@ -49,10 +50,16 @@ CURVES_CSV = "curves.csv"
 #: Fields that identify an experiment (seed included); read from summary.json, else, for the
 #: top-level keys, from .hydra/config.yaml. Runs that agree on all but ``seed`` are seeds of
 #: one experiment (:func:`residual_lab.results.tables.aggregate`).
+#: ``precision`` and ``protocol`` are what ran (summary_version 4 on), ``world_size`` and
+#: ``global_batch`` how many processes trained and on how many images a step: runs that differ
+#: in any of them are not seeds of one experiment.
 IDENTITY_FIELDS = ("run_name", "model", "depth", "shortcut", "block", "width", "norm", "init", "seed", "dataset",
-                   "protocol", "data", "batch_size", "optimizer", "lr", "max_steps", "precision")
-#: What a summary without ``protocol`` used: every run before the field existed held out 45k/5k.
+                   "protocol", "data", "batch_size", "world_size", "global_batch", "optimizer", "lr", "max_steps",
+                   "precision")
+#: What a summary without ``protocol`` used: every run before the field existed held out a validation split.
 DEFAULT_PROTOCOL = "heldout"
+#: What a summary without ``world_size`` (before summary_version 4) ran on: one process.
+DEFAULT_WORLD_SIZE = 1
 #: ``dataset`` of summaries that predate it, from their ``data`` field (the source's class).
 #: TorchvisionCIFAR served both CIFAR-10 and CIFAR-100 and did not record which.
 DATASET_FROM_SOURCE = {"TorchvisionCIFAR": "cifar10 or cifar100 (not recorded)",
@@ -143,10 +150,15 @@ def _config_fields(path: Path) -> dict[str, Any]:
 
 
 def derived_fields(summary: dict[str, Any]) -> dict[str, Any]:
-    """``protocol`` and ``dataset`` for a summary that lacks them (empty if it has both)."""
+    """``protocol``, ``dataset``, ``world_size`` and ``global_batch`` for a summary that lacks
+    them (empty if it has them all)."""
     out = {}
     if summary.get("protocol") is None:
         out["protocol"] = DEFAULT_PROTOCOL
+    if summary.get("world_size") is None and summary.get("summary_version", 1) < 4:
+        out["world_size"] = DEFAULT_WORLD_SIZE
+        if summary.get("batch_size") is not None and summary.get("global_batch") is None:
+            out["global_batch"] = int(summary["batch_size"]) * DEFAULT_WORLD_SIZE
     if summary.get("dataset") is None and summary.get("data") is not None:
         out["dataset"] = DATASET_FROM_SOURCE.get(str(summary["data"]), f"{summary['data']} (not recorded)")
     return out
