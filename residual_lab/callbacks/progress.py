@@ -28,6 +28,14 @@ class ProgressBar(TQDMProgressBar):
     def __init__(self, refresh_rate: int = 20, process_position: int = 0, leave: bool = False) -> None:
         super().__init__(refresh_rate=refresh_rate, process_position=process_position, leave=leave)
 
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """A run stopped by a signal (or an error): close the bars now. Left open, tqdm clears
+        them when the interpreter exits, after the lines that say how to resume the run, which
+        must be the last thing it prints."""
+        for bar in (self._train_progress_bar, self._val_progress_bar, self._test_progress_bar):
+            if bar is not None:
+                bar.close()
+
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         values = trainer.progress_bar_metrics
         return {label: format_value(name, values[name]) for name, label in self.SHOWN.items() if name in values}
