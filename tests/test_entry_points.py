@@ -10,7 +10,6 @@ import os
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -53,7 +52,11 @@ def test_report_into_a_path_that_is_a_file_names_it_and_exits_2(tmp_path, capsys
 
     run = tmp_path / "run"
     run.mkdir()
-    (run / "summary.json").write_text(json.dumps({"status": "failed", "run_name": "plain-8", "seed": 0}))
+    (run / "summary.json").write_text(json.dumps({  # a failed run: a table row, no curves to draw
+        "run_name": "resnet-56-identity", "depth": 56, "shortcut": "identity", "block": "basic", "width": 16,
+        "norm": "batch", "seed": 0, "max_steps": 64000, "batch_size": 128, "data": "TorchvisionCIFAR",
+        "dataset": "cifar10", "protocol": "paper", "optimizer": "SGD", "lr": 0.1, "precision": "32-true",
+        "status": "failed", "reason": "RuntimeError: a bug", "params": 853_018}))
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     assert _exit_code(main, [str(run), "--out", str(blocker)]) == 2

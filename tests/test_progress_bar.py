@@ -13,7 +13,7 @@ from tests.conftest import compose_config
 
 FAST = ("experiment=smoke", "~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.signal",
         "~callbacks.update_ratio", "~callbacks.diagnostic_figures", "~callbacks.resources",
-        "data.source.image_size=8", "trainer.max_steps=6", "trainer.val_check_interval=100",
+        "data.source.image_size=8", "trainer.max_steps=6", "trainer.val_check_interval=3",
         "trainer.check_val_every_n_epoch=null", "trainer.log_every_n_steps=2", "data.batch_size=16",
         "callbacks.progress_bar.refresh_rate=1")
 
