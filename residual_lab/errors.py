@@ -98,8 +98,7 @@ def os_error_message(err: OSError) -> str:
     The run's files are written atomically (:mod:`residual_lab.io`), so a full disk or a
     read-only directory leaves the last good checkpoint and summary as they were.
     """
-    path = err.filename if err.filename is not None else "a file"
-    what = f"{path}: {(err.strerror or str(err)).rstrip('.')}"
+    what = f"{err.filename or 'writing a file'}: {(err.strerror or str(err)).rstrip('.')}"
     if err.filename2 is not None:
         what += f" (to {err.filename2})"
     if err.errno in _OUTPUT_ERRNOS:
@@ -163,6 +162,6 @@ def user_message(err: BaseException) -> str | None:
     """The one sentence for an error the person can act on, or None for a bug."""
     if isinstance(err, UserFacingError):
         return str(err)
-    if isinstance(err, OSError):
-        return os_error_message(err)
+    if isinstance(err, OSError) and (err.filename is not None or err.errno in (errno.ENOSPC, errno.EDQUOT)):
+        return os_error_message(err)  # a file or a full disk; a dropped connection stays a traceback
     return composition_message(err) if isinstance(err, Exception) else None
