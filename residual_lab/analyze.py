@@ -33,7 +33,6 @@ Every analysis writes into its own Hydra output directory
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import sys
 import time
@@ -44,15 +43,15 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from residual_lab.console import quiet_library_noise
-from residual_lab.errors import UserFacingError
+from residual_lab.conf_dir import CONFIG_DIR
+from residual_lab.errors import UserFacingError, entry_point
 from residual_lab.io import atomic_write, write_json
 from residual_lab.probes import DESCRIPTIONS, PROBES
-from residual_lab.run import CONFIG_DIR
+from residual_lab.validation import check_checkpoint_matches
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +89,14 @@ def load_net(run_dir: str | Path, device: str = "cpu") -> tuple[torch.nn.Module,
     ckpt = find_checkpoint(run_dir)
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     prefix = "net._orig_mod." if any(k.startswith("net._orig_mod.") for k in state) else "net."
+    if prefix == "net.":  # names the keys that differ, not Lightning's wall of them
+        check_checkpoint_matches(torch.nn.ModuleDict({"net": net}), ckpt)
     state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise UserFacingError(f"checkpoint {ckpt} does not match the net of its run's config: {err}") from None
+        raise UserFacingError(f"checkpoint {ckpt} does not match the net of its run's config: "
+                              f"{str(err).splitlines()[0]}") from None
     return net.to(device), run_cfg, ckpt
 
 
@@ -185,14 +187,7 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="analyze")
 def _main(cfg: DictConfig) -> None:
-    try:
-        analyze(cfg)
-    except UserFacingError as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"\nresidual_lab: {err}\n", file=sys.stderr)
-        if HydraConfig.get().mode != RunMode.MULTIRUN:
-            sys.exit(2)
+    analyze(cfg)
 
 
 #: Hydra's flags that take a value (``--cfg job``): that value is not the analysis' name.
@@ -230,7 +225,11 @@ def translate_argv(argv: list[str]) -> list[str]:
     return argv
 
 
+@entry_point
 def main() -> None:
+    """``python -m residual_lab.analyze <analysis> [overrides]``: with no or a misspelt analysis,
+    the list of analyses (exit code 2); bad input and unwritable outputs end in one sentence and
+    exit code 2 (:func:`residual_lab.errors.entry_point`)."""
     try:
         sys.argv = [sys.argv[0], *translate_argv(sys.argv[1:])]
     except UserFacingError as err:

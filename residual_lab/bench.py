@@ -51,7 +51,9 @@ from torch import nn
 from residual_lab.callbacks import IntervalCallback
 from residual_lab.console import quiet_library_noise
 from residual_lab.io import write_json
-from residual_lab.run import CONFIG_DIR, build
+from residual_lab.conf_dir import CONFIG_DIR
+from residual_lab.errors import entry_point
+from residual_lab.run import build
 
 log = logging.getLogger(__name__)
 
@@ -497,7 +499,10 @@ def _main(cfg: DictConfig) -> None:
     benchmark(cfg)
 
 
+@entry_point
 def main() -> None:
+    """``python -m residual_lab.bench``: bad input and unwritable outputs end in one sentence
+    and exit code 2 (:func:`residual_lab.errors.entry_point`)."""
     sys.argv = [sys.argv[0], *_translate_flags(sys.argv[1:])]
     quiet_library_noise()
     _main()

@@ -11,6 +11,7 @@ import re
 import shlex
 import shutil
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,10 @@ PROGRAM: str | None = None
 #: The sweep directory of the multirun this process launched (set by SweepDirectory), so a
 #: Ctrl-C that reaches the launcher can still say how to resume the sweep.
 sweep_dir: Path | None = None
+
+#: ``(jobs, failed, failed for bad input)`` of the multirun this process launched, set when it
+#: ends (SweepDirectory): ``residual_lab.run`` exits non-zero on it.
+sweep_failures: tuple[int, int, int] | None = None
 
 #: Lightning log lines that tell a researcher nothing, matched whole. "GPU available: True
 #: (cuda), used: False" on a GPU machine is news and stays.
@@ -76,8 +81,31 @@ def command(*args: str) -> str:
     return " ".join([program(), *(shlex.quote(a) for a in args)])
 
 
+def hydra_override(key: str, value: str) -> str:
+    """``key=value`` as Hydra's override grammar reads it: the value in double quotes unless it is
+    plain ASCII path characters (a directory named ``résumé run`` is not)."""
+    if _PLAIN_VALUE.fullmatch(value):
+        return f"{key}={value}"
+    return f'{key}="' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+#: Characters Hydra takes unquoted in a value (its grammar's ID and UNQUOTED_CHAR, less the
+#: ones that mean something there: ``$`` an interpolation, ``*?|`` globs and choices).
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_/.\-+%@]+")
+
+
 def say(message: str) -> None:
     print(f"residual_lab: {message}", flush=True)
+
+
+def say_how_to_resume(output_dir: Path, signal_name: str, overrides: list[str], resumable: bool) -> None:
+    """The command that continues a run stopped by a signal in its own directory, as the last
+    lines the run prints (``overrides``: those a resume was given, e.g. a longer run)."""
+    if not resumable:
+        say(f"stopped by {signal_name} before its first checkpoint: nothing to resume, start it again")
+        return
+    say(f"stopped by {signal_name}; resume into {output_dir} with:")
+    print(f"  {command(hydra_override('resume', str(output_dir)), *overrides)}", flush=True)
 
 
 def say_how_to_resume_sweep(directory: Path, why: str) -> None:
@@ -85,7 +113,7 @@ def say_how_to_resume_sweep(directory: Path, why: str) -> None:
     jobs and continues the interrupted ones from their checkpoints (residual_lab.sweep)."""
     args = [a for a in sys.argv[1:] if not a.startswith("hydra.sweep.dir=")]
     say(f"sweep stopped by {why}; its finished jobs are kept. Resume it with:")
-    print(f"  {command(*args, f'hydra.sweep.dir={directory}')}", flush=True)
+    print(f"  {command(*args, hydra_override('hydra.sweep.dir', str(directory)))}", flush=True)
 
 
 def where_files_go(output_dir: str | Path, data_root: Any) -> None:
@@ -100,15 +128,26 @@ class SweepDirectory(Callback):
     start and at its end, where its report and TensorBoard point."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global sweep_dir
-        sweep_dir = self._dir(config)
+        global sweep_dir, sweep_failures
+        sweep_dir, sweep_failures = self._dir(config), None
+        self._started = time.time()
         say(f"sweep directory {sweep_dir}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from residual_lab.sweep import failed_jobs, jobs_in
+
+        global sweep_failures
         sweep = self._dir(config)
         say(f"sweep finished: {sweep}")
-        if config.hydra.job.name == "run":  # training runs (not analyze or bench) have a report
-            say(f"report: python -m residual_lab.report {shlex.quote(str(sweep))}")
+        if config.hydra.job.name != "run":  # training runs (not analyze or bench) have a report
+            return
+        say(f"report: python -m residual_lab.report {shlex.quote(str(sweep))}")
+        failed, bad_input = failed_jobs(sweep, since=getattr(self, "_started", 0.0))
+        if failed:
+            jobs = max(failed, jobs_in(list(config.hydra.overrides.task)))
+            sweep_failures = (jobs, failed, bad_input)
+            say(f"{failed} of {jobs} jobs failed" + (f", {bad_input} of them on bad input" if bad_input else "")
+                + "; each one's summary.json says why")
 
     @staticmethod
     def _dir(config: DictConfig) -> Path:

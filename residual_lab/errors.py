@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
 import sys
-import traceback
 from typing import Any, Callable
 
 #: Exit code of a run stopped by bad input (a usage error, as argparse uses it).
@@ -16,8 +16,8 @@ USAGE_EXIT_CODE = 2
 class UserFacingError(Exception):
     """A problem with the user's input or environment, explained in the message.
 
-    ``residual_lab.run`` prints the message and exits with code 2 without a traceback
-    (set ``HYDRA_FULL_ERROR=1`` to see one).
+    Every command (:func:`entry_point`) prints the message and exits with code 2 without a
+    traceback (set ``HYDRA_FULL_ERROR=1`` to see one).
     """
 
 
@@ -92,47 +92,76 @@ def _field_type(object_type: Any, key: str) -> Any:
     return Any
 
 
-def _raised_in_job(err: BaseException) -> bool:
-    """True if ``err`` came out of the task function (Hydra's ``run_job``), not composition."""
-    return any(frame.name == "run_job" for frame in traceback.extract_tb(err.__traceback__))
+def os_error_message(err: OSError) -> str:
+    """One sentence for a file the command could not read or write, naming the path.
 
-
-def usage_errors(hydra_main: Callable) -> Callable:
-    """Decorate a ``@hydra.main`` function: an error in composing the config (an unknown group
-    option, a misspelt key, a value of the wrong type) prints one sentence and exits with
-    code 2, the code of the run's own bad-input errors, so ``&&`` chains stop for both.
-
-    Hydra reports composition errors through ``hydra._internal.utils.run_and_report`` with
-    exit code 1 and several lines; that function is wrapped for the duration of the call
-    (Hydra 1.3 offers no hook for it). Errors raised by the task itself, and every error with
-    ``HYDRA_FULL_ERROR=1``, go to Hydra's reporting unchanged.
+    The run's files are written atomically (:mod:`residual_lab.io`), so a full disk or a
+    read-only directory leaves the last good checkpoint and summary as they were.
     """
-    @functools.wraps(hydra_main)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        import hydra._internal.utils as hydra_utils
+    what = f"{err.filename or 'writing a file'}: {(err.strerror or str(err)).rstrip('.')}"
+    if err.filename2 is not None:
+        what += f" (to {err.filename2})"
+    if err.errno in _OUTPUT_ERRNOS:
+        what += ("; nothing was written over earlier files there: free some space or give the outputs "
+                 "a writable directory (hydra.run.dir=<dir>, --out <dir>)")
+    return what
 
-        original = hydra_utils.run_and_report
 
-        def run_and_report(func: Callable) -> Any:
-            return original(lambda: _exit_on_composition_error(func))
+#: Errors of a file that cannot be written: a full disk, a read-only or forbidden directory, a
+#: file where a directory must go.
+_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EEXIST,
+                  errno.ENOTDIR, errno.EISDIR}
 
-        hydra_utils.run_and_report = run_and_report
+#: Set by :func:`entry_point` for the processes a command starts (launcher workers, Lightning's
+#: device processes): whether the person asked for tracebacks (``HYDRA_FULL_ERROR=1``), which
+#: the entry point itself sets for Hydra while a command runs.
+_TRACEBACKS = "RESIDUAL_LAB_TRACEBACKS"
+
+
+def tracebacks_wanted() -> bool:
+    """True when the person set ``HYDRA_FULL_ERROR=1``: errors then end with a traceback."""
+    return os.environ.get(_TRACEBACKS, os.environ.get("HYDRA_FULL_ERROR", "0")) == "1"
+
+
+def entry_point(main: Callable) -> Callable:
+    """Every command's one error path (run, analyze, report, bench, evaluate).
+
+    Bad input (a :class:`UserFacingError`, a config Hydra cannot compose) and a file that cannot
+    be written or read (an ``OSError``: full disk, read-only directory, a file where a directory
+    must go) print one sentence and exit with code 2, without a traceback; any other error is a
+    bug and keeps its traceback. ``HYDRA_FULL_ERROR=1`` shows the traceback of every error.
+
+    Hydra 1.3 reports composition errors itself (several lines, exit code 1) unless
+    ``HYDRA_FULL_ERROR=1``, its documented switch to re-raise them, is set: it is set while the
+    command runs, and the person's own choice travels in ``RESIDUAL_LAB_TRACEBACKS``.
+    """
+    @functools.wraps(main)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        saved = {name: os.environ.get(name) for name in ("HYDRA_FULL_ERROR", _TRACEBACKS)}
+        os.environ[_TRACEBACKS] = "1" if tracebacks_wanted() else "0"
+        os.environ["HYDRA_FULL_ERROR"] = "1"
         try:
-            return hydra_main(*args, **kwargs)
+            return main(*args, **kwargs)
+        except Exception as err:
+            message = user_message(err)
+            if message is None or os.environ[_TRACEBACKS] == "1":
+                raise
         finally:
-            hydra_utils.run_and_report = original
-
-    return wrapper
-
-
-def _exit_on_composition_error(func: Callable) -> Any:
-    try:
-        return func()
-    except Exception as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1" or _raised_in_job(err):
-            raise
-        message = composition_message(err)
-        if message is None:
-            raise
-        print(f"\nresidual_lab: {message}\n", file=sys.stderr)
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+        print(f"\nresidual_lab: {message}\n", file=sys.stderr, flush=True)
         sys.exit(USAGE_EXIT_CODE)
+
+    return command
+
+
+def user_message(err: BaseException) -> str | None:
+    """The one sentence for an error the person can act on, or None for a bug."""
+    if isinstance(err, UserFacingError):
+        return str(err)
+    if isinstance(err, OSError) and (err.filename is not None or err.errno in (errno.ENOSPC, errno.EDQUOT)):
+        return os_error_message(err)  # a file or a full disk; a dropped connection stays a traceback
+    return composition_message(err) if isinstance(err, Exception) else None

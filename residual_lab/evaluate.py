@@ -34,7 +34,8 @@ from typing import Any
 from omegaconf import OmegaConf, open_dict
 
 from residual_lab.console import quiet_library_noise, say
-from residual_lab.errors import USAGE_EXIT_CODE, UserFacingError
+from residual_lab.errors import USAGE_EXIT_CODE, UserFacingError, entry_point
+from residual_lab.io import write_json
 
 #: This command's own arguments; every other ``key=value`` overrides the run's config.
 OPTIONS = ("ckpt", "run_dir", "folder", "image_size", "out")
@@ -161,9 +162,7 @@ def evaluate(options: dict[str, str], overrides: list[str]) -> dict[str, Any]:
               "images": len(datamodule.splits["test"][1]),
               **{name: float(tested[tag]) for tag, name in METRICS.items()}}
     if options.get("out"):
-        out = Path(options["out"]).expanduser()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(Path(options["out"]).expanduser(), result)
     return result
 
 
@@ -175,18 +174,16 @@ def report(result: dict[str, Any]) -> str:
             f"loss {result['test_loss']:.4f}")
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> None:
+    """``python -m residual_lab.evaluate``: bad input and unwritable outputs end in one sentence
+    and exit code 2 (:func:`residual_lab.errors.entry_point`)."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__ if argv else USAGE, file=sys.stdout if argv else sys.stderr)
         sys.exit(0 if argv else USAGE_EXIT_CODE)
     quiet_library_noise()
-    try:
-        result = evaluate(*parse_args(argv))
-    except UserFacingError as err:
-        print(f"\nresidual_lab: {err}\n", file=sys.stderr)
-        sys.exit(USAGE_EXIT_CODE)
-    say(report(result))
+    say(report(evaluate(*parse_args(argv))))
 
 
 if __name__ == "__main__":

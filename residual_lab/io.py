@@ -13,7 +13,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     """Write via ``write(file)`` into a temp file beside ``path``, then rename over it.
 
     ``os.replace`` is atomic on POSIX within one filesystem, so readers see either the
-    old file or the whole new one.
+    old file or the whole new one; a failed write (a full disk) leaves the old file and no
+    temp file, and its OSError names ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,8 +28,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:  # a write on a full disk names no file
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
     return path
 

@@ -27,6 +27,8 @@ from typing import Sequence
 
 from omegaconf import OmegaConf
 
+from residual_lab.conf_dir import CONFIG_DIR
+from residual_lab.errors import UserFacingError, entry_point
 from residual_lab.io import atomic_write
 from residual_lab.results import Row, aggregate, find_runs, load_reference
 from residual_lab.results.analyses import analyses_markdown, find_analyses
@@ -52,8 +54,6 @@ PROTOCOLS = {
 @lru_cache(maxsize=None)
 def paper_steps() -> int:
     """The paper's run length, from ``conf/budget/paper.yaml`` (He et al. 2015 sec. 4.2: 64k steps)."""
-    from residual_lab.run import CONFIG_DIR  # the one place that knows where conf/ is
-
     return int(OmegaConf.load(Path(CONFIG_DIR) / "budget" / "paper.yaml").trainer.max_steps)
 
 
@@ -422,6 +422,9 @@ def write_report(roots: str | Path | Sequence[str | Path], out: str | Path | Non
     out = Path(out) if out else roots[0]
     runs = find_runs(roots)
     analyses = find_analyses(roots)
+    if not runs and not analyses:
+        raise UserFacingError(f"no runs or analyses under {', '.join(map(str, roots))} (no summary.json, "
+                              f".hydra/ or analysis record in it); point report at a run or sweep directory")
     statuses = Counter("no summary (incomplete)" if r.summary is None and not r.damaged else r.status for r in runs)
     parts = [
         "# Report: " + ", ".join(f"`{r}`" for r in roots),
@@ -441,7 +444,10 @@ def write_report(roots: str | Path | Sequence[str | Path], out: str | Path | Non
     return atomic_write(out / REPORT_MD, lambda f: f.write(text))
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
+    """``python -m residual_lab.report <dir>...``: bad paths and unwritable outputs end in one
+    sentence and exit code 2 (:func:`residual_lab.errors.entry_point`)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("roots", nargs="+", metavar="dir",
                         help="run, multirun (sweep) or run-record directories; several are merged into one report")
@@ -451,8 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = write_report(args.roots, args.out)
     except (FileNotFoundError, ValueError) as err:
-        print(f"residual_lab.report: {err}", file=sys.stderr)
-        return 2
+        if isinstance(err, FileNotFoundError) and err.filename is not None:
+            raise  # a file that went missing while the report read it: entry_point names it
+        raise UserFacingError(str(err)) from None
     print(path.read_text(), end="")
     print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -18,6 +18,7 @@ Three things keep a run's record about that run and no other:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -119,24 +120,60 @@ def holds_a_run(run_dir: Path) -> bool:
 
 def keep_hydra_files(run_dir: Path) -> None:
     """Copy ``.hydra/`` as this run starts with it into ``.hydra_run/`` (module doc)."""
-    source, copy = run_dir / ".hydra", run_dir / HYDRA_COPY
-    if not source.is_dir():
-        return
-    copy.mkdir(exist_ok=True)
-    for name in HYDRA_FILES:
-        if (source / name).is_file():
-            shutil.copy2(source / name, copy / name)
+    _copy_hydra_files(run_dir / ".hydra", run_dir / HYDRA_COPY)
 
 
 def restore_hydra_files(run_dir: Path) -> None:
     """Put back the ``.hydra/`` files a later launch's Hydra wrote over (if the run kept them)."""
-    source, copy = run_dir / ".hydra", run_dir / HYDRA_COPY
-    if not copy.is_dir():
+    _copy_hydra_files(run_dir / HYDRA_COPY, run_dir / ".hydra")
+
+
+def _copy_hydra_files(source: Path, target: Path) -> None:
+    if not source.is_dir():
         return
-    source.mkdir(exist_ok=True)
+    target.mkdir(parents=True, exist_ok=True)
     for name in HYDRA_FILES:
-        if (copy / name).is_file():
-            shutil.copy2(copy / name, source / name)
+        if (source / name).is_file():
+            shutil.copy2(source / name, target / name)
+
+
+def claim_run_dir(output_dir: Path, held: contextlib.ExitStack) -> None:
+    """A single run's directory, locked for this run; refused if it holds another run.
+
+    Hydra has already written this launch's ``.hydra/`` there: a refused launch puts the other
+    run's back."""
+    try:
+        held.enter_context(RunLock(output_dir))
+        if holds_a_run(output_dir):
+            raise DirectoryTaken(f"{output_dir} already holds a run (summary.json, checkpoints/); continue it "
+                                 f"with resume={output_dir} or give this run its own hydra.run.dir")
+    except DirectoryTaken:
+        restore_hydra_files(output_dir)
+        raise
+    keep_hydra_files(output_dir)
+
+
+def made_by_this_launch(run_dir: Path) -> bool:
+    """``run_dir`` holds only what Hydra writes before a job starts (``.hydra/``, an empty
+    run.log): no run has been there, and a refused run may take it away again
+    (:func:`forget_run_dir`)."""
+    try:
+        entries = {p.name: p for p in run_dir.iterdir()}
+    except OSError:
+        return False
+    return set(entries) <= {".hydra", "run.log"} and (
+        "run.log" not in entries or entries["run.log"].stat().st_size == 0)
+
+
+def forget_run_dir(run_dir: Path) -> None:
+    """Remove a directory Hydra made for a run that was refused before it began (bad input):
+    ``tensorboard --logdir logs/`` and the report then list only runs that ran."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):  # run.log, opened by Hydra
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == run_dir.resolve():
+            root.removeHandler(handler)
+            handler.close()
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def own_config_file(run_dir: Path) -> Path:
@@ -240,10 +277,8 @@ def move_job(cfg: DictConfig, job_dir: Path, home: Path) -> None:
     """Make ``home`` this sweep job's directory instead of ``job_dir`` (Hydra's): the run's
     outputs and run.log go there, with the ``.hydra/`` Hydra wrote for this launch, and
     ``job_dir`` gets its own run's ``.hydra/`` back."""
-    (home / ".hydra").mkdir(parents=True, exist_ok=True)
-    for name in HYDRA_FILES:
-        if (job_dir / ".hydra" / name).is_file():
-            shutil.copy2(job_dir / ".hydra" / name, home / ".hydra" / name)
+    home.mkdir(parents=True, exist_ok=True)
+    _copy_hydra_files(job_dir / ".hydra", home / ".hydra")
     restore_hydra_files(job_dir)
     from omegaconf import open_dict
 

@@ -7,9 +7,15 @@ directory first (:func:`plan_job`).
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 #: A job that ended with one of these is a result: launching the sweep again keeps it.
 FINISHED = ("completed", "diverged")
@@ -52,6 +58,87 @@ def plan_job(output_dir: Path) -> tuple[str, dict[str, Any] | None]:
     if previous is None and not tried:
         return "run", None
     return "rerun", previous
+
+
+def claim_sweep_job(cfg: Any, held: contextlib.ExitStack, owner: bool) -> tuple[str, dict[str, Any] | None]:
+    """A sweep job's directory, found, locked and planned (:func:`plan_job`).
+
+    A job launched again counts as done before only where the run there had the same config
+    (:func:`residual_lab.run_dir.job_home`); a job whose directory holds a run of other values
+    (``optimizer.lr=0.5`` after ``0.05``) runs beside it in ``<job dir>-2``, and the old result
+    stays as it was. Moving it, rather than refusing it, is what relaunching a sweep asks for:
+    every job of the new command done once, nothing done before lost or done twice.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    from residual_lab.run_dir import (DirectoryTaken, RunLock, describe, job_home, keep_hydra_files, move_job,
+                                      restore_hydra_files)
+    from residual_lab.summary import write_summary
+    from residual_lab.summary_repair import DAMAGED_SUFFIX
+
+    job_dir = Path(cfg.paths.output_dir)
+    home, changes = job_home(job_dir, cfg) if owner else (job_dir, [])
+
+    def say_job(what: str) -> None:
+        print(f"residual_lab: job {job_dir.name}: {what}", flush=True)
+        log.info("job %s: %s", job_dir.name, what)
+
+    if home != job_dir:
+        move_job(cfg, job_dir, home)
+    try:
+        if owner:
+            held.enter_context(RunLock(home))
+    except DirectoryTaken:
+        restore_hydra_files(job_dir)
+        raise
+    action, previous = plan_job(home)
+    there = f" in {home.name}" if home != job_dir else ""
+    if changes and action in ("run", "rerun"):
+        overridden = {o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task}
+        old, new = describe(changes, first=overridden)
+        say_job(f"its directory holds a run with {old} (this launch: {new}); running this one in {home.name}")
+    elif action == "rebuilt":
+        (home / "summary.json").replace(home / f"summary.json{DAMAGED_SUFFIX}")
+        write_summary(home, previous)
+        say_job(f"summary.json{there} was damaged; rebuilt from checkpoints/last.ckpt and the TensorBoard events "
+                f"(kept as summary.json{DAMAGED_SUFFIX}): skipped")
+        action = "skip"
+    elif action != "run":
+        say_job({"skip": f"{previous and previous.get('status')} before{there}: skipped",
+                 "resume": f"resuming from {resume_checkpoint(home)}",
+                 "rerun": f"{(previous or {}).get('status', 'killed before its first checkpoint')} before{there}:"
+                          " running it again"}[action])
+    if action in ("skip", "resume"):
+        restore_hydra_files(home)  # Hydra rewrote them for this launch; the run's own are the record
+    elif owner:
+        keep_hydra_files(home)
+    return action, previous
+
+
+def jobs_in(task_overrides: list[str]) -> int:
+    """How many jobs the basic sweeper makes of a multirun's overrides (``depth=20,32
+    seed=0,1``: 4), the product of each sweep's length."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(task_overrides)
+    return math.prod(len(list(o.sweep_iterator())) if o.is_sweep_override() else 1 for o in parsed)
+
+
+def failed_jobs(sweep_dir: Path, since: float) -> tuple[int, int]:
+    """``(failed, of them refused for bad input)``: the jobs under ``sweep_dir`` whose summary,
+    written at or after ``since`` (this launch's start, a Unix time), says ``failed``."""
+    failed = bad_input = 0
+    for path in sweep_dir.glob("*/summary.json"):
+        try:
+            if path.stat().st_mtime < since - 1.0:  # the file system's clock may lag a little
+                continue
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if summary.get("status") == "failed":
+            failed += 1
+            bad_input += bool(summary.get("bad_input"))
+    return failed, bad_input
 
 
 def gpu_for_job(job_num: int, gpus: int | None = None) -> list[int]:

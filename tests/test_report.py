@@ -177,7 +177,10 @@ def test_report_on_a_single_run_directory(sweep, tmp_path):
 
 def report_cli(capsys, *args) -> tuple[int, str, str]:
     """``python -m residual_lab.report <args>`` in this process: (exit code, stdout, stderr)."""
-    code = report_main([str(a) for a in args])
+    try:
+        code = report_main([str(a) for a in args])
+    except SystemExit as stop:  # bad input: one sentence, exit code 2 (residual_lab.errors.entry_point)
+        code = stop.code
     out = capsys.readouterr()
     return code, out.out, out.err
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 
 
 class ProgressBar(TQDMProgressBar):
@@ -27,6 +28,28 @@ class ProgressBar(TQDMProgressBar):
 
     def __init__(self, refresh_rate: int = 20, process_position: int = 0, leave: bool = False) -> None:
         super().__init__(refresh_rate=refresh_rate, process_position=process_position, leave=leave)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Lightning sets the bar's total in ``on_train_epoch_start``, which it skips when it
+        resumes mid-epoch: a resumed run would show ``80/?`` and no ETA. Set it here, from the
+        batches this epoch has done (the bar starts there; its rate counts only new steps)."""
+        super().on_train_start(trainer, pl_module)
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        if not trainer.fit_loop.restarted_mid_epoch or done <= 0:
+            return
+        remaining = trainer.max_steps - trainer.global_step if trainer.max_steps > 0 else float("inf")
+        bar = self.train_progress_bar
+        bar.reset(total=convert_inf(min(trainer.num_training_batches, done + remaining)))
+        bar.initial = bar.n = done
+        bar.set_description(f"Epoch {trainer.current_epoch}")
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """A run stopped by a signal (or an error): close the bars now. Left open, tqdm clears
+        them when the interpreter exits, after the lines that say how to resume the run, which
+        must be the last thing it prints."""
+        for bar in (self._train_progress_bar, self._val_progress_bar, self._test_progress_bar):
+            if bar is not None:
+                bar.close()
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         values = trainer.progress_bar_metrics

@@ -1,0 +1,185 @@
+"""One error path for every command: bad input and unwritable outputs end in one sentence and exit
+code 2; refused input leaves no run directory; a failed sweep exits non-zero; a full disk keeps
+the last good checkpoint; the printed resume command reads back for any directory name."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from residual_lab.errors import UserFacingError
+from tests.conftest import compose_config, run_cli
+
+#: Without the diagnostics, on 8x8 synthetic images, 4 steps.
+FAST = ("experiment=smoke", "~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.signal",
+        "~callbacks.update_ratio", "~callbacks.diagnostic_figures", "~callbacks.resources",
+        "~callbacks.progress_bar", "data.source.image_size=8", "trainer.max_steps=4",
+        "trainer.val_check_interval=2", "trainer.log_every_n_steps=2", "data.batch_size=16")
+
+
+def _exit_code(main, *args) -> int:
+    try:
+        main(*args)
+    except SystemExit as stop:
+        return stop.code or 0
+    return 0
+
+
+# --- report -----------------------------------------------------------------------------------
+
+def test_report_on_an_empty_folder_exits_2_instead_of_saying_all_runs_completed(tmp_path, capsys):
+    from residual_lab.report import main
+
+    assert _exit_code(main, [str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"\nresidual_lab: no runs or analyses under {tmp_path} (no summary.json, .hydra/ or analysis "
+                   f"record in it); point report at a run or sweep directory\n\n")
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_report_into_a_path_that_is_a_file_names_it_and_exits_2(tmp_path, capsys):
+    from residual_lab.report import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({  # a failed run: a table row, no curves to draw
+        "run_name": "resnet-56-identity", "depth": 56, "shortcut": "identity", "block": "basic", "width": 16,
+        "norm": "batch", "seed": 0, "max_steps": 64000, "batch_size": 128, "data": "TorchvisionCIFAR",
+        "dataset": "cifar10", "protocol": "paper", "optimizer": "SGD", "lr": 0.1, "precision": "32-true",
+        "status": "failed", "reason": "RuntimeError: a bug", "params": 853_018}))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert _exit_code(main, [str(run), "--out", str(blocker)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 3
+    assert err.startswith(f"\nresidual_lab: {blocker}: File exists; nothing was written over earlier files")
+
+
+# --- bench and analyze --------------------------------------------------------------------------
+
+def test_bench_with_a_bad_value_exits_2_with_one_sentence(tmp_path, capsys, monkeypatch):
+    from residual_lab.bench import main
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setattr(sys, "argv", ["bench", *FAST, "depth=57", f"hydra.run.dir={tmp_path / 'b'}"])
+    GlobalHydra.instance().clear()
+    try:
+        code = _exit_code(main)
+    finally:
+        GlobalHydra.instance().clear()
+    out = capsys.readouterr()
+    assert code == 2 and "Traceback" not in out.out + out.err
+    assert out.err.strip().splitlines()[-1] == ("residual_lab: depth 57 is not 6n+2 for block=basic; "
+                                                "nearest valid depths: 56, 62")
+
+
+def test_analyze_on_a_checkpoint_of_another_depth_names_the_keys_in_one_sentence(make_cfg, tmp_path):
+    from residual_lab.analyze import load_net
+    from residual_lab.run import train
+
+    run = tmp_path / "run"
+    train(make_cfg(*FAST[1:], "trainer.max_steps=2", output_dir=run))
+    (run / ".hydra").mkdir(exist_ok=True)
+    OmegaConf.save(make_cfg("depth=14", output_dir=run), run / ".hydra" / "config.yaml")
+    with pytest.raises(UserFacingError) as err:
+        load_net(run)
+    message = str(err.value)
+    assert "\n" not in message and "is of another architecture" in message
+    assert "missing from the checkpoint (net.stages.0.blocks.1.residual.conv1.weight" in message
+
+
+# --- run: resume, refused input, quoting ---------------------------------------------------------
+
+def test_resume_from_a_truncated_config_is_one_sentence(tmp_path):
+    from residual_lab.run import load_run_config
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    text = OmegaConf.to_yaml(compose_config("experiment=smoke", output_dir=run))
+    (run / ".hydra" / "config.yaml").write_text(text[: len(text) // 3])  # a full disk, a bad copy
+    with pytest.raises(UserFacingError) as err:
+        load_run_config(run, [])
+    assert str(err.value).startswith(f"resume={run}: {run / '.hydra' / 'config.yaml'} is damaged (")
+    assert str(err.value).endswith("cut short or edited); resume needs the config the run started with, so start "
+                                   "the run again")
+
+
+def test_refused_input_leaves_no_run_directory(tmp_path, capsys, monkeypatch):
+    run = tmp_path / "logs" / "run"
+    code, output = run_cli(capsys, monkeypatch, *FAST, "depth=57", run_dir=run)
+    assert code == 2 and "Traceback" not in output
+    assert output.strip().splitlines()[-1] == ("residual_lab: depth 57 is not 6n+2 for block=basic; "
+                                               "nearest valid depths: 56, 62")
+    assert not run.exists()  # tensorboard --logdir logs/ lists no empty run
+
+
+def test_the_printed_resume_command_reads_back_for_a_non_ascii_directory(tmp_path, capsys):
+    from residual_lab.console import say_how_to_resume
+
+    run = tmp_path / "résumé run"
+    say_how_to_resume(run, "SIGTERM", ["trainer.max_steps=8"], resumable=True)
+    printed = capsys.readouterr().out.splitlines()[-1]
+    args = shlex.split(printed)  # as the shell hands them to the command
+    overrides = OverridesParser.create().parse_overrides(args[args.index("-m") + 2:])
+    assert [(o.key_or_group, o.value()) for o in overrides] == [("resume", str(run)), ("trainer.max_steps", 8)]
+
+
+# --- sweeps -------------------------------------------------------------------------------------
+
+def test_a_sweep_with_a_job_refused_for_bad_input_exits_2_and_says_how_many(tmp_path, capsys, monkeypatch):
+    code, output = run_cli(capsys, monkeypatch, "-m", *FAST, "depth=8,57", f"hydra.sweep.dir={tmp_path}",
+                           run_dir=tmp_path / "unused")
+    assert code == 2, output[-2000:]
+    assert "residual_lab: 1 of 2 jobs failed, 1 of them on bad input; each one's summary.json says why" in output
+    assert json.loads((tmp_path / "0_resnet-8-identity" / "summary.json").read_text())["status"] == "completed"
+
+
+def test_a_sweep_in_which_every_job_failed_exits_1(tmp_path, capsys, monkeypatch):
+    import residual_lab.run
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in building the net")
+
+    monkeypatch.setattr(residual_lab.run, "build", broken)
+    code, output = run_cli(capsys, monkeypatch, "-m", *FAST, "seed=0,1", f"hydra.sweep.dir={tmp_path}",
+                           run_dir=tmp_path / "unused")
+    assert code == 1, output[-2000:]
+    assert "residual_lab: 2 of 2 jobs failed; each one's summary.json says why" in output
+
+
+# --- a full disk ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB file system (tmpfs; needs root), unmounted after the test."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_disk_keeps_the_last_good_checkpoint(make_cfg, small_disk):
+    from residual_lab.run import build
+
+    _, _, trainer = build(make_cfg(*FAST[1:]))
+    save = trainer.strategy.checkpoint_io.save_checkpoint
+    path = small_disk / "last.ckpt"
+    save({"step": 1, "w": torch.zeros(10_000)}, path)  # 40 kB: fits
+    with pytest.raises(OSError) as err:
+        save({"step": 2, "w": torch.zeros(100_000)}, path)  # 400 kB: the disk fills up mid-write
+    assert err.value.errno == errno.ENOSPC
+    assert torch.load(path, weights_only=True)["step"] == 1  # whole, the one before
+    assert [p.name for p in small_disk.iterdir()] == ["last.ckpt"]  # no half-written file left
