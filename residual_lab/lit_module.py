@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Callable
 
 import lightning as L
@@ -66,6 +65,8 @@ class ImageClassifier(L.LightningModule):
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.register_buffer("_window", torch.zeros(2, 1), persistent=False)  # loss, error rows
         self._window_filled = 0
+        #: Training time (s) of the sessions before this one; a resumed run adds it to its own.
+        self.wall_time_before = 0.0
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
@@ -79,17 +80,6 @@ class ImageClassifier(L.LightningModule):
     def _timer(self) -> Timer | None:
         return next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None) \
             if self._trainer is not None else None
-
-    @property
-    def wall_time_before(self) -> float:
-        """Training time (s) of the sessions before this one, from the Timer's restored state:
-        what a resumed run adds to its own wall time (0 for a fresh run)."""
-        timer = self._timer()
-        if timer is None:
-            return 0.0
-        start, end = timer.start_time(), timer.end_time()
-        this_session = 0.0 if start is None else (time.monotonic() if end is None else end) - start
-        return timer.time_elapsed() - this_session
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.contiguous(memory_format=self.memory_format))
@@ -131,10 +121,14 @@ class ImageClassifier(L.LightningModule):
         if resuming and "train_window" in checkpoint:
             self._window = checkpoint["train_window"]["values"].to(self._window.device)
             self._window_filled = int(checkpoint["train_window"]["filled"])
-        if resuming and "wall_time_s" in checkpoint and (timer := self._timer()) is not None:
-            # A checkpoint from before the Timer kept the earlier sessions' time under its own key
-            # (the Timer's own state, when present, is restored after this hook and wins).
-            timer.load_state_dict({"time_elapsed": {"train": float(checkpoint["wall_time_s"])}})
+        if resuming:
+            # Read here, not from the Timer later: Lightning restores callback states whenever
+            # a checkpoint is loaded, so testing the best-val one rewinds the Timer to its step.
+            # Checkpoints from before the Timer kept the time under their own key.
+            saved = checkpoint.get("callbacks", {}).get(Timer.__qualname__, {}).get("time_elapsed", {})
+            self.wall_time_before = float(saved.get("train", checkpoint.get("wall_time_s", 0.0)))
+            if (timer := self._timer()) is not None:  # carried on into this run's checkpoints
+                timer.load_state_dict({"time_elapsed": {"train": self.wall_time_before}})
 
     def train_window(self) -> dict[str, float]:
         """Mean train loss and error (%) over the last logging window (syncs: call rarely)."""

@@ -150,8 +150,14 @@ def test_a_resumed_runs_training_time_is_the_first_sessions_timer_state_plus_the
     trainer.fit(resumed, _loader(), ckpt_path=tmp_path / "cut.ckpt", weights_only=True)
     timer = next(c for c in trainer.callbacks if isinstance(c, L.pytorch.callbacks.Timer))
     second = timer.end_time() - timer.start_time()
-    assert resumed.wall_time_before == pytest.approx(first, abs=1e-9)
+    assert resumed.wall_time_before == first
     assert timer.time_elapsed() == pytest.approx(first + second, abs=1e-9)
+    # Testing a checkpoint makes Lightning load its Timer state too (here: both sessions' time,
+    # on top of this session's); the time before this session stays the one the fit resumed from.
+    trainer.save_checkpoint(tmp_path / "end.ckpt")
+    trainer.test(resumed, _loader(), ckpt_path=tmp_path / "end.ckpt", weights_only=True, verbose=False)
+    assert timer.time_elapsed() == pytest.approx(first + 2 * second, abs=1e-9)
+    assert resumed.wall_time_before == first
 
 
 def test_curves_csv_keeps_both_sessions_of_a_resumed_run_where_lightnings_csv_logger_drops_the_first(tmp_path):
