@@ -77,10 +77,6 @@ class ImageClassifier(L.LightningModule):
         # resumed run's wall time adds up; a Timer the config already has (a time limit) is kept.
         return [] if any(isinstance(c, Timer) for c in self.trainer.callbacks) else [Timer()]
 
-    def _timer(self) -> Timer | None:
-        return next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None) \
-            if self._trainer is not None else None
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.contiguous(memory_format=self.memory_format))
 
@@ -127,7 +123,7 @@ class ImageClassifier(L.LightningModule):
             # Checkpoints from before the Timer kept the time under their own key.
             saved = checkpoint.get("callbacks", {}).get(Timer.__qualname__, {}).get("time_elapsed", {})
             self.wall_time_before = float(saved.get("train", checkpoint.get("wall_time_s", 0.0)))
-            if (timer := self._timer()) is not None:  # carried on into this run's checkpoints
+            for timer in (c for c in self.trainer.callbacks if isinstance(c, Timer)):  # carried on
                 timer.load_state_dict({"time_elapsed": {"train": self.wall_time_before}})
 
     def train_window(self) -> dict[str, float]:
