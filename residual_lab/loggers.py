@@ -30,7 +30,9 @@ class _FinalMetrics:
 
 class CSVLogger(_FinalMetrics, loggers.CSVLogger):
     """``<save_dir>/<name>/metrics.csv`` (a row per logged step) and ``hparams.yaml``: no
-    extra package, readable by anything."""
+    extra package, readable by anything. A resumed run's file holds the sessions since the
+    resume only (Lightning deletes it when a new writer starts in the folder); TensorBoard's
+    events keep every session."""
 
 
 class MLFlowLogger(_FinalMetrics, loggers.MLFlowLogger):

@@ -40,6 +40,14 @@ FROM_EVENTS = {"test_error": "test/error", "test_loss": "test/loss", "test_accur
                "val_loss": "val/loss", "train_error": "train/error", "train_loss": "train/loss"}
 
 
+def _training_time(state: dict) -> float | None:
+    """Seconds trained up to the checkpoint: Lightning's Timer state, or the key checkpoints
+    kept before the Timer."""
+    timer = state.get("callbacks", {}).get("Timer", {}).get("time_elapsed", {})
+    seconds = timer.get("train", state.get("wall_time_s"))
+    return float(seconds) if seconds is not None else None
+
+
 def read_summary(run_dir: str | Path) -> tuple[dict[str, Any] | None, str | None]:
     """``(summary, None)``; ``(None, None)`` when there is none; ``(None, why)`` when there is
     one that cannot be read (``"not JSON"``, ``"not a JSON object"``, the OSError)."""
@@ -148,7 +156,7 @@ def rebuild_summary(run_dir: str | Path) -> dict[str, Any] | None:
         "best_val_error": best_score if best else None,
         **config_fields(cfg), **ran, "params": params, "steps": steps,
         "epochs": steps * global_batch / train_images if train_images and global_batch else None,
-        "wall_time_s": float(state["wall_time_s"]) if "wall_time_s" in state else None,
+        "wall_time_s": _training_time(state),
         "tested_checkpoint": "best-val" if best else "final", "best_checkpoint": best,
         "output_dir": str(cfg.paths.output_dir), "summary_version": SUMMARY_VERSION,
         "rebuilt_from": REBUILT_FROM, **({} if full else {"not_rebuilt": NOT_EVALUATED}),

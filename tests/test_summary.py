@@ -14,6 +14,7 @@ from residual_lab.callbacks.progress import ProgressBar
 from residual_lab.results.loading import find_runs, load_run
 from residual_lab.run import load_run_config, train
 from residual_lab.summary import ORDER, SUMMARY_VERSION, summary_line, tidy
+from residual_lab.summary_repair import rebuild_summary
 from tests.helpers import FAST
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,19 +56,30 @@ def test_tensorboard_rates_are_in_percent(make_cfg, tmp_path):
         assert acc.Scalars(f"{split}/recall")[-1].value > 1 and acc.Scalars(f"{split}/f1")[-1].value > 1
 
 
-def test_wall_time_adds_up_over_resumes(make_cfg, tmp_path):
+@pytest.mark.parametrize("checkpoint", ["timer", "before_timer"])
+def test_wall_time_adds_up_over_resumes(make_cfg, tmp_path, monkeypatch, checkpoint):
+    """A resumed run's wall time = the first session's training time (Lightning's Timer state in
+    the checkpoint, or the key a checkpoint from before the Timer kept) + the second session's."""
+    import residual_lab.run as run_module
+
     cfg = make_cfg(*FAST, "trainer.max_steps=2", "trainer.val_check_interval=2", output_dir=tmp_path / "run")
     train(cfg)
     (tmp_path / "run" / ".hydra").mkdir()
     OmegaConf.save(cfg, tmp_path / "run" / ".hydra" / "config.yaml")
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     state = torch.load(last, weights_only=False)
-    assert 0 < state["wall_time_s"] < 1000
-    state["wall_time_s"] = 1000.0  # as if the first session had run 1000 s
-    torch.save(state, last)
+    first = state["callbacks"]["Timer"]["time_elapsed"]["train"]
+    assert 0 < first < 600
+    if checkpoint == "before_timer":
+        del state["callbacks"]["Timer"]
+        state["wall_time_s"] = first = 1000.0  # as if the first session had run 1000 s
+        torch.save(state, last)
+    assert rebuild_summary(tmp_path / "run")["wall_time_s"] == round(first, 1)  # a damaged summary's stand-in
+    clock = iter([100.0, 107.5])  # the second session: 7.5 s from start to summary
+    monkeypatch.setattr(run_module, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
     resumed = train(load_run_config(tmp_path / "run", ["trainer.max_steps=4"]), resume=True)
     assert resumed["steps"] == 4
-    assert 1000 < resumed["wall_time_s"] < 1000 + 600
+    assert resumed["wall_time_s"] == round(first + 7.5, 1)
 
 
 def test_old_run_records_load_in_todays_units():

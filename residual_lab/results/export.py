@@ -8,7 +8,9 @@ and ``curves.csv``: one row per logged step, columns ``step`` and one per scalar
 :data:`~residual_lab.results.loading.RECORD_TAGS` (``train_loss``, ``train_error``,
 ``val_loss``, ``val_error``, ``test_loss``, ``test_error``; ``/`` becomes ``_``), an empty cell
 where that scalar was not logged at that step. Read from the run's TensorBoard events with
-TensorBoard's own reader. No checkpoints, no images: a record is a few kB and the report,
+TensorBoard's own reader: every session of a resumed run adds its own event file. Not written
+during training by Lightning's ``CSVLogger``: a run resumed into its directory starts a writer
+that deletes the first session's ``metrics.csv`` (tests/test_library_pieces.py). No checkpoints, no images: a record is a few kB and the report,
 the notebook and the README figures regenerate from it (:func:`~residual_lab.results.loading.find_runs`
 reads records like run directories).
 """
