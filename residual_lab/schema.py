@@ -1,19 +1,15 @@
 """The run config's types and ranges, and the one sentence that refuses a bad value.
 
-Types come from signatures, never from a copy: every node with a ``_target_`` is checked against
-a dataclass made from its target's signature (:func:`schema_of`: one typed field per argument,
-closed unless the target takes ``**kwargs``), the top-level keys against :class:`RunSchema`.
-The Trainer's dataclass is also stored in Hydra's ConfigStore as ``trainer/schema``
-(:func:`residual_lab.resolvers.register`; conf/trainer/default.yaml's defaults list), so Hydra
-itself types ``trainer.*`` while it composes and any Trainer argument is ``trainer.<name>=...``.
+Types come from signatures, never from a copy: each node with a ``_target_`` is checked against a
+dataclass made from its target's signature (:func:`schema_of`), the top-level keys against
+:class:`RunSchema`. The Trainer's is also Hydra's ``trainer/schema`` (stored by
+:func:`residual_lab.resolvers.register`), so Hydra types ``trainer.*`` while it composes.
 
-A range is written once, next to the argument it guards: ``batch_size: Annotated[int,
-at_least(1)]`` in the data module's signature. Arguments we cannot annotate (torch's optimizers,
-Lightning's Trainer and callbacks) have theirs in :data:`RANGES_BY_TARGET`; conditions between
-keys (a warm-up shorter than the run, a ViT patch that divides the image) are :data:`RULES`.
-
-This module imports nothing of residual_lab: a refusal is a :class:`ConfigError`, which
-:func:`residual_lab.validation.validate_config` raises as a ``UserFacingError``.
+A range is written once, next to the argument it guards (``batch_size: Annotated[int,
+at_least(1)]``); arguments we cannot annotate (torch, Lightning) have theirs in
+:data:`RANGES_BY_TARGET`; conditions between keys are :data:`RULES`. This module imports nothing
+of residual_lab: a refusal is a :class:`ConfigError`, raised on as a ``UserFacingError`` by
+:func:`residual_lab.validation.validate_config`.
 """
 
 from __future__ import annotations
@@ -122,7 +118,9 @@ class AnalyzeSchema:
 
     OPEN: typing.ClassVar[bool] = True
     name: str = MISSING
-    batch_size: Annotated[Optional[int], at_least(1)] = None
+    batch_size: Annotated[Optional[int], at_least(1)] = None  # images per forward
+    images: Annotated[Optional[int], at_least(1)] = None      # null: the whole split
+    batches: Annotated[Optional[int], at_least(1)] = None
     seed: Annotated[Optional[int], at_least(0)] = None
 
 
@@ -256,6 +254,16 @@ def trainer_schema() -> type:
     fields += [(f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata))
                for f in dataclasses.fields(target_schema("lightning.pytorch.Trainer"))]
     return dataclasses.make_dataclass("TrainerSchema", fields)
+
+
+def out_of_range(obj: Callable, prefix: str, arguments: dict) -> str | None:
+    """The sentence for the first argument of ``obj`` outside its range (None if none is), naming
+    it as the config key ``<prefix>.<name>``: a constructor checks its own ``Annotated`` limits."""
+    for f in dataclasses.fields(schema_of(obj)):
+        rng, value = f.metadata["range"], arguments.get(f.name)
+        if rng is not None and value is not None and not rng.allows(value):
+            return f"{prefix}.{f.name} must be {rng.valid}, got {show(value)}"
+    return None
 
 
 def field_range(schema: Any, key: str) -> Range | None:

@@ -32,9 +32,11 @@ def validate_config(cfg: DictConfig) -> None:
 def _raised_by_a_resolver(err: BaseException | None) -> UserFacingError | None:
     """The UserFacingError a resolver raised (``num_classes_of`` on a missing image folder),
     under OmegaConf's wrapping: its own sentence says more than "cannot be resolved"."""
-    while err is not None and not isinstance(err, UserFacingError):
+    for _ in range(20):  # a chain, not a loop
+        if err is None or isinstance(err, UserFacingError):
+            return err
         err = err.__cause__ or err.__context__
-    return err
+    return None
 
 
 def _try_optimizer_and_schedule(cfg: DictConfig) -> None:

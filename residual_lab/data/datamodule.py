@@ -11,7 +11,7 @@ from residual_lab.data.arrays import ImageArrays
 from residual_lab.data.augment import channel_stats, normalize, random_crop_flip
 from residual_lab.data.loader import SEED_STRIDE, IndexBatchLoader
 from residual_lab.errors import UserFacingError
-from residual_lab.schema import at_least
+from residual_lab.schema import at_least, out_of_range
 
 
 def balanced_subset(labels: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -59,8 +59,8 @@ class InMemoryDataModule(L.LightningDataModule):
         flip: random horizontal flips.
         device_resident: keep the dataset on the accelerator (batches never cross the bus).
 
-    The ``Annotated`` limits are the config's ranges (residual_lab.schema checks them, naming
-    the key, before anything is built).
+    The ``Annotated`` limits are the config's ranges: residual_lab.schema checks them before
+    anything is built, and the constructor itself when called from Python.
     """
 
     def __init__(self, source: Any, *, num_classes: Annotated[int, at_least(2)], root: str | None = None,
@@ -68,6 +68,8 @@ class InMemoryDataModule(L.LightningDataModule):
                  val_size: Annotated[int, at_least(0)] = 5000, subset: Annotated[int | None, at_least(1)] = None,
                  split_seed: Annotated[int, at_least(0)] = 0, shuffle_seed: Annotated[int, at_least(0)] = 0,
                  pad: Annotated[int, at_least(0)] = 4, flip: bool = True, device_resident: bool = True) -> None:
+        if (problem := out_of_range(InMemoryDataModule, "data", locals())) is not None:
+            raise UserFacingError(problem)
         super().__init__()
         self.source, self.num_classes, self.root = source, num_classes, root
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
