@@ -51,18 +51,12 @@ from residual_lab.conf_dir import CONFIG_DIR
 from residual_lab.errors import UserFacingError, entry_point
 from residual_lab.io import atomic_write, write_json
 from residual_lab.probes import DESCRIPTIONS, PROBES
-from residual_lab.validation import check_checkpoint_matches
+from residual_lab.resolvers import analysis_label
+from residual_lab.validation import check_checkpoint_matches, validate_config
 
 log = logging.getLogger(__name__)
 
 
-def label(run_dir: str | None, run_name: str) -> str:
-    """Output directory label: the run name of a fresh net, ``trained_<dir name>`` of a run."""
-    return f"trained_{Path(run_dir).name}" if run_dir else run_name
-
-
-if not OmegaConf.has_resolver("analysis_label"):
-    OmegaConf.register_new_resolver("analysis_label", label)
 
 
 def find_checkpoint(run_dir: Path) -> Path:
@@ -137,6 +131,7 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
     if name not in PROBES:
         raise UserFacingError(f"unknown analysis {name!r}; valid: {', '.join(PROBES)}")
     probe = PROBES[name]
+    validate_config(cfg)  # analyze.batch_size=0 would measure nothing and write NaNs
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.get("torch_threads"):
@@ -181,7 +176,7 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
             writer.add_figure(f"{name}/{key}", fig)
     finally:
         writer.close()
-    log.info("%s of %s: wrote %s", name, label(cfg.get("run_dir"), cfg.run_name), out / f"{name}.json")
+    log.info("%s of %s: wrote %s", name, analysis_label(cfg.get("run_dir"), cfg.run_name), out / f"{name}.json")
     return record
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 #: The command a resume line starts with; ``residual_lab.cli`` sets it to ``residual-lab run``
 #: when the run came through the console script.
@@ -154,20 +154,3 @@ class SweepDirectory(Callback):
         return Path(str(config.hydra.sweep.dir)).resolve()
 
 
-def _resume_or(resume: Any, fresh: str) -> str:
-    return str(Path(str(resume)).expanduser().resolve()) if resume else fresh
-
-
-def _fresh_only(resume: Any, value: Any) -> Any:
-    return None if resume else value
-
-
-def register_resume_resolvers() -> None:
-    """``${resume_or:${resume},<dir>}`` and ``${fresh_only:${resume},<value>}`` (conf/hydra/):
-    ``resume=<dir>`` runs in ``<dir>`` itself, appending to its run.log, and leaves its
-    ``.hydra/`` (the config resume rebuilds from) as the original run wrote it."""
-    OmegaConf.register_new_resolver("resume_or", _resume_or, replace=True)
-    OmegaConf.register_new_resolver("fresh_only", _fresh_only, replace=True)
-
-
-register_resume_resolvers()  # conf/hydra/default.yaml needs them wherever the config is composed

@@ -63,7 +63,7 @@ def composition_message(err: Exception) -> str | None:
         merged = re.search(r"Error merging override (\S+?)=(.*)$", text, re.M)
         value = _parsed(merged.group(2)) if merged else "?"
         field_type = _field_type(cause.object_type, str(cause.key))
-        return schema.value_error(key, value, field_type)
+        return schema.value_error(key, value, field_type, schema.field_range(cause.object_type, str(cause.key)))
     if m := re.search(r"An item is already at '(.+?)'", text):
         plain = re.search(r"remove \+ prefix: '(.+?)'", text)
         return (f"'{m.group(1)}' is already a config key: set it without the +"

@@ -1,6 +1,6 @@
 """Run names that say what a run is: ``plain-56``, ``resnet-56-identity``, ``plain-mlp-16``, ...
 
-Registered as the OmegaConf resolver ``run_name`` so the config, the output directory and
+Registered as the OmegaConf resolver ``run_name`` (residual_lab.resolvers) so the config, the output directory and
 the TensorBoard run all use the same name. conf/config.yaml names CIFAR ResNets; each other
 family's conf/model/<family>.yaml sets ``run_name`` with its family as the last argument.
 """
@@ -8,8 +8,6 @@ family's conf/model/<family>.yaml sets ``run_name`` with its family as the last 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from omegaconf import OmegaConf
 
 
 @dataclass(frozen=True)
@@ -70,11 +68,3 @@ def external_run_name(factory: str, shortcut: str, model_name: str | None = None
     package, _, function = str(factory).rpartition(".")
     name = f"{package.split('.')[0] or function}-{model_name or function}"
     return f"plain-{name}" if shortcut == "none" else name
-
-
-def register_resolvers() -> None:
-    """Idempotent: Hydra apps, tests and notebooks may all call it."""
-    if not OmegaConf.has_resolver("run_name"):
-        OmegaConf.register_new_resolver("run_name", run_name)
-    if not OmegaConf.has_resolver("external_run_name"):
-        OmegaConf.register_new_resolver("external_run_name", external_run_name)

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Sequence
+from typing import Annotated, Sequence
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
+
+from residual_lab.schema import POSITIVE, Range, at_least, one_of
+
+# The config's ranges of the schedules' arguments (residual_lab.schema checks them by key).
+WarmupSteps = Annotated[int, at_least(0)]   # optimizer steps
+WarmupFactor = Annotated[float, POSITIVE]   # lr multiplier at the start of the warm-up
+WarmupMode = Annotated[str, one_of("constant", "linear")]
+Milestones = Annotated[Sequence[float], Range(lambda v: all(0 <= m <= 1 for m in v),
+                                              "a list of fractions of the run from 0.0 to 1.0")]
 
 
 def _warmup(step: int, warmup_steps: int, warmup_factor: float, mode: str) -> float | None:
@@ -25,9 +34,9 @@ def _warmup(step: int, warmup_steps: int, warmup_factor: float, mode: str) -> fl
     raise ValueError(f"unknown warm-up mode {mode!r}; valid: constant, linear")
 
 
-def multistep_schedule(optimizer: Optimizer, *, total_steps: int, milestones: Sequence[float] = (0.5, 0.75),
-                       gamma: float = 0.1, warmup_steps: int = 0, warmup_factor: float = 0.1,
-                       warmup_mode: str = "constant") -> LambdaLR:
+def multistep_schedule(optimizer: Optimizer, *, total_steps: int, milestones: Milestones = (0.5, 0.75),
+                       gamma: Annotated[float, POSITIVE] = 0.1, warmup_steps: WarmupSteps = 0,
+                       warmup_factor: WarmupFactor = 0.1, warmup_mode: WarmupMode = "constant") -> LambdaLR:
     """Divide the lr by ``1/gamma`` at each milestone (fractions of ``total_steps``)."""
     bounds = [round(m * total_steps) for m in milestones]
 
@@ -38,9 +47,9 @@ def multistep_schedule(optimizer: Optimizer, *, total_steps: int, milestones: Se
     return LambdaLR(optimizer, factor)
 
 
-def cosine_schedule(optimizer: Optimizer, *, total_steps: int, min_factor: float = 0.0,
-                    warmup_steps: int = 0, warmup_factor: float = 0.1,
-                    warmup_mode: str = "linear") -> LambdaLR:
+def cosine_schedule(optimizer: Optimizer, *, total_steps: int, min_factor: Annotated[float, at_least(0)] = 0.0,
+                    warmup_steps: WarmupSteps = 0, warmup_factor: WarmupFactor = 0.1,
+                    warmup_mode: WarmupMode = "linear") -> LambdaLR:
     """Cosine decay from the base lr to ``min_factor`` times it, after the warm-up."""
 
     def factor(step: int) -> float:
@@ -53,8 +62,8 @@ def cosine_schedule(optimizer: Optimizer, *, total_steps: int, min_factor: float
     return LambdaLR(optimizer, factor)
 
 
-def constant_schedule(optimizer: Optimizer, *, total_steps: int, warmup_steps: int = 0,
-                      warmup_factor: float = 0.1, warmup_mode: str = "constant") -> LambdaLR:
+def constant_schedule(optimizer: Optimizer, *, total_steps: int, warmup_steps: WarmupSteps = 0,
+                      warmup_factor: WarmupFactor = 0.1, warmup_mode: WarmupMode = "constant") -> LambdaLR:
     """The base lr throughout, after an optional warm-up."""
 
     def factor(step: int) -> float:

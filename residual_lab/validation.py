@@ -8,7 +8,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from residual_lab.errors import UserFacingError
-from residual_lab.schema import check_config, show
+from residual_lab.schema import ConfigError, check_config, show
 
 #: Modules whose errors already name the config key, the value and the valid choices.
 OWN_MODULES = ("residual_lab.",)
@@ -22,8 +22,21 @@ def validate_config(cfg: DictConfig) -> None:
     value torch or a schedule refuses (Adam's ``betas``, an unknown warm-up mode) stops the
     run here, in one sentence, instead of at the first training step with a traceback.
     """
-    check_config(cfg)
+    try:
+        check_config(cfg)
+    except ConfigError as err:
+        raise _raised_by_a_resolver(err) or UserFacingError(str(err)) from None
     _try_optimizer_and_schedule(cfg)
+
+
+def _raised_by_a_resolver(err: BaseException | None) -> UserFacingError | None:
+    """The UserFacingError a resolver raised (``num_classes_of`` on a missing image folder),
+    under OmegaConf's wrapping: its own sentence says more than "cannot be resolved"."""
+    for _ in range(20):  # a chain, not a loop
+        if err is None or isinstance(err, UserFacingError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _try_optimizer_and_schedule(cfg: DictConfig) -> None:

@@ -15,7 +15,7 @@ import lightning
 import pytest
 
 from residual_lab.errors import UserFacingError
-from residual_lab.schema import TrainerSchema, check_config, config_type
+from residual_lab.schema import check_config, config_type, trainer_schema
 from residual_lab.validation import validate_config
 from tests.helpers import FAST, run_cli
 from tests.helpers import image_folder as _image_folder
@@ -76,6 +76,7 @@ def test_bad_input_stops_with_one_sentence_and_exit_code_2(capsys, monkeypatch, 
 
 def test_trainer_schema_is_lightnings_trainer_signature():
     """Every argument, in order, with Lightning's default and the type a config can hold."""
+    TrainerSchema = trainer_schema()
     params = [p for name, p in inspect.signature(lightning.Trainer.__init__).parameters.items() if name != "self"]
     fields = [f for f in dataclasses.fields(TrainerSchema) if f.name != "_target_"]
     hints = typing.get_type_hints(TrainerSchema)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import lightning as L
 import torch
@@ -11,6 +11,7 @@ from residual_lab.data.arrays import ImageArrays
 from residual_lab.data.augment import channel_stats, normalize, random_crop_flip
 from residual_lab.data.loader import SEED_STRIDE, IndexBatchLoader
 from residual_lab.errors import UserFacingError
+from residual_lab.schema import at_least, out_of_range
 
 
 def balanced_subset(labels: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -57,19 +58,19 @@ class InMemoryDataModule(L.LightningDataModule):
         pad: crop padding, pixels (0 disables cropping).
         flip: random horizontal flips.
         device_resident: keep the dataset on the accelerator (batches never cross the bus).
+
+    The ``Annotated`` limits are the config's ranges: residual_lab.schema checks them before
+    anything is built, and the constructor itself when called from Python.
     """
 
-    def __init__(self, source: Any, *, num_classes: int, root: str | None = None, batch_size: int = 128,
-                 eval_batch_size: int = 500, val_size: int = 5000, subset: int | None = None,
-                 split_seed: int = 0, shuffle_seed: int = 0, pad: int = 4, flip: bool = True,
-                 device_resident: bool = True) -> None:
+    def __init__(self, source: Any, *, num_classes: Annotated[int, at_least(2)], root: str | None = None,
+                 batch_size: Annotated[int, at_least(1)] = 128, eval_batch_size: Annotated[int, at_least(1)] = 500,
+                 val_size: Annotated[int, at_least(0)] = 5000, subset: Annotated[int | None, at_least(1)] = None,
+                 split_seed: Annotated[int, at_least(0)] = 0, shuffle_seed: Annotated[int, at_least(0)] = 0,
+                 pad: Annotated[int, at_least(0)] = 4, flip: bool = True, device_resident: bool = True) -> None:
+        if (problem := out_of_range(InMemoryDataModule, "data", locals())) is not None:
+            raise UserFacingError(problem)
         super().__init__()
-        if batch_size < 1 or eval_batch_size < 1:
-            raise UserFacingError(f"data.batch_size must be >= 1, got {batch_size} "
-                                  f"(eval_batch_size {eval_batch_size})")
-        if val_size < 0 or (subset is not None and subset < 1):
-            raise UserFacingError(f"data.val_size must be >= 0 (got {val_size}) and data.subset "
-                                  f">= 1 or null (got {subset})")
         self.source, self.num_classes, self.root = source, num_classes, root
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.subset = val_size, subset

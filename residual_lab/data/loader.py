@@ -54,8 +54,6 @@ class IndexBatchLoader:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
                  shuffle: bool, drop_last: bool, seed: int = 0, rank: int = 0,
                  world_size: int = 1) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch size must be >= 1, got {batch_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size), got rank {rank} of {world_size}")
         self.images, self.labels = images, labels

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
 from residual_lab.data.arrays import ImageArrays
+from residual_lab.schema import at_least
 
 
 class SyntheticSource:
@@ -23,8 +26,9 @@ class SyntheticSource:
         seed: the only source of randomness; equal seeds give identical data.
     """
 
-    def __init__(self, num_train: int = 2048, num_test: int = 512, num_classes: int = 10,
-                 image_size: int = 32, noise: float = 48.0, seed: int = 0) -> None:
+    def __init__(self, num_train: Annotated[int, at_least(1)] = 2048, num_test: Annotated[int, at_least(1)] = 512,
+                 num_classes: Annotated[int, at_least(2)] = 10, image_size: Annotated[int, at_least(1)] = 32,
+                 noise: Annotated[float, at_least(0)] = 48.0, seed: int = 0) -> None:
         self.num_train, self.num_test = num_train, num_test
         self.num_classes, self.image_size = num_classes, image_size
         self.noise, self.seed = noise, seed
