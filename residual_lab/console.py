@@ -6,7 +6,9 @@ a ``residual_lab:`` prefix; this module holds the pieces they share.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import re
 import shlex
 import shutil
@@ -123,6 +125,32 @@ def where_files_go(output_dir: str | Path, data_root: Any) -> None:
         else "data generated in memory (data=synthetic), nothing read from disk")
 
 
+def jobs_in(task_overrides: list[str]) -> int:
+    """How many jobs the basic sweeper makes of a multirun's overrides (``depth=20,32
+    seed=0,1``: 4), the product of each sweep's length."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(task_overrides)
+    return math.prod(len(list(o.sweep_iterator())) if o.is_sweep_override() else 1 for o in parsed)
+
+
+def failed_jobs(sweep_dir: Path, since: float) -> tuple[int, int]:
+    """``(failed, of them refused for bad input)``: the jobs under ``sweep_dir`` whose summary,
+    written at or after ``since`` (this launch's start, a Unix time), says ``failed``."""
+    failed = bad_input = 0
+    for path in sweep_dir.glob("*/summary.json"):
+        try:
+            if path.stat().st_mtime < since - 1.0:  # the file system's clock may lag a little
+                continue
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if summary.get("status") == "failed":
+            failed += 1
+            bad_input += bool(summary.get("bad_input"))
+    return failed, bad_input
+
+
 class SweepDirectory(Callback):
     """Hydra callback (conf/hydra/default.yaml): a multirun names its sweep directory at its
     start and at its end, where its report and TensorBoard point."""
@@ -134,8 +162,6 @@ class SweepDirectory(Callback):
         say(f"sweep directory {sweep_dir}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from residual_lab.sweep import failed_jobs, jobs_in
-
         global sweep_failures
         sweep = self._dir(config)
         say(f"sweep finished: {sweep}")

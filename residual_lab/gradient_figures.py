@@ -9,6 +9,7 @@ pyplot state), safe inside a training process.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import matplotlib
@@ -33,7 +34,8 @@ def profile_panel(ax, panel_title: str, ylabel: str, lines: Sequence[ProfileLine
         every = max(1, len(names) // 12)
         ax.set_xticks([i / max(1, len(names) - 1) for i in range(0, len(names), every)], list(names)[::every],
                       fontsize=6, rotation=60)
-    ax.set_yscale("log")
+    if any(v > 0 and math.isfinite(v) for _, _, values, _ in lines for v in values):
+        ax.set_yscale("log")  # a diverged run's profile (NaN, inf, 0) has nothing a log axis can show
     ax.set_xlabel("relative depth (0 = first layer, 1 = last)", fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
     ax.set_title(panel_title, fontsize=9)

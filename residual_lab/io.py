@@ -30,8 +30,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if not isinstance(err, OSError) and isinstance(err.__context__, OSError):
+            err = err.__context__  # torch.save's zip writer turns a full disk into a RuntimeError on close
         if isinstance(err, OSError) and err.filename is None:  # a write on a full disk names no file
             raise OSError(err.errno, err.strerror, str(path)) from err
+        if isinstance(err, OSError):
+            raise err from None
         raise
     return path
 

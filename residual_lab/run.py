@@ -41,7 +41,7 @@ from residual_lab.io import atomic_write
 from residual_lab.launch import Launch, Outcome
 from residual_lab.loggers import run_hparams
 from residual_lab.resume import load_run_config
-from residual_lab.summary import run_summary, summary_line, write_summary
+from residual_lab.summary import final_weights_errors, run_summary, summary_line, write_summary
 from residual_lab.sweep import resume_checkpoint
 from residual_lab.validation import check_checkpoint_matches, instantiation_error, validate_config
 
@@ -155,21 +155,6 @@ def _tested_checkpoint(cfg: DictConfig, trainer: L.Trainer) -> str | None:
 
 def _val_metrics(trainer: L.Trainer) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-
-
-def final_weights_errors(module: L.LightningModule, datamodule: L.LightningDataModule,
-                         tested_final: bool) -> dict[str, float]:
-    """The final weights' error and loss on the whole training split, in eval mode without
-    augmentation (``train_error_full``: the report's training error, docs/reproducing.md), and
-    on the test split when ``test`` will score another checkpoint (protocol=heldout tests the
-    best-validation one; ``test_error_final`` is then the final weights' own)."""
-    device = module.device
-    train = module.evaluate(datamodule.eval_batches("train", device))
-    out = {"train_error_full": train["error"], "train_loss_full": train["loss"]}
-    if not tested_final:
-        test = module.evaluate(datamodule.eval_batches("test", device))
-        out.update(test_error_final=test["error"], test_loss_final=test["loss"])
-    return out
 
 
 def hparam_metrics(summary: dict[str, Any]) -> dict[str, float]:

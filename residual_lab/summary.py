@@ -247,7 +247,7 @@ def run_summary(cfg: DictConfig, trainer: Any, *, params: int, status: str, reas
         diverged_at: the step the loss went non-finite, reported as ``steps``.
         full: the final weights' errors on whole splits in eval mode (``train_error_full``,
             the report's training error; ``test_error_final`` where ``test`` scored another
-            checkpoint), from :func:`residual_lab.run.final_weights_errors`.
+            checkpoint), from :func:`final_weights_errors`.
     """
     from residual_lab.callbacks import IntervalCallback, TrainSpeed
 
@@ -325,3 +325,18 @@ def write_summary(output_dir: str | Path, fields: dict[str, Any]) -> Path:
         raise ValueError(f"status {fields.get('status')!r} is not one of {STATUSES}")
     text = json.dumps(tidy({**fields, "summary_version": SUMMARY_VERSION}), indent=2, default=str) + "\n"
     return atomic_write(Path(output_dir) / SUMMARY_FILE, lambda f: f.write(text))
+
+
+def final_weights_errors(module: Any, datamodule: Any,
+                         tested_final: bool) -> dict[str, float]:
+    """The final weights' error and loss on the whole training split, in eval mode without
+    augmentation (``train_error_full``: the report's training error, docs/reproducing.md), and
+    on the test split when ``test`` will score another checkpoint (protocol=heldout tests the
+    best-validation one; ``test_error_final`` is then the final weights' own)."""
+    device = module.device
+    train = module.evaluate(datamodule.eval_batches("train", device))
+    out = {"train_error_full": train["error"], "train_loss_full": train["loss"]}
+    if not tested_final:
+        test = module.evaluate(datamodule.eval_batches("test", device))
+        out.update(test_error_final=test["error"], test_loss_final=test["loss"])
+    return out

@@ -10,7 +10,7 @@ it logged, test ones included). A finished run, whose ``last.ckpt`` is at
 
 ``last.ckpt`` holds the final weights, so the report's training error (``train_error_full``,
 docs/reproducing.md) is measured again from it, with the evaluation run.py itself uses
-(:func:`residual_lab.run.final_weights_errors`: eval mode, the whole unaugmented training
+(:func:`residual_lab.summary.final_weights_errors`: eval mode, the whole unaugmented training
 split): without it, one rebuilt run would leave a report without its registered statistic. That
 needs the run's data where its config says (a few seconds for 50k CIFAR images with a
 ResNet-56 on a GPU, minutes on a CPU; rebuilding is rare); where the data cannot be read it is
@@ -26,7 +26,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from residual_lab.summary import SUMMARY_FILE, SUMMARY_VERSION, config_fields, ran_fields, split_sizes, tidy
+from residual_lab.summary import (SUMMARY_FILE, SUMMARY_VERSION, config_fields, final_weights_errors, ran_fields, split_sizes,
+                                  tidy)
 
 #: Where a rebuilt summary's numbers come from (its ``rebuilt_from`` field).
 REBUILT_FROM = ["checkpoints/last.ckpt", "tensorboard events"]
@@ -97,12 +98,10 @@ def _what_lightning_runs(trainer_cfg: Any) -> dict[str, Any]:
 
 
 def _evaluate_final_weights(cfg: Any, state: dict[str, Any], tested_final: bool) -> tuple[dict[str, float], dict[str, int]]:
-    """``train_error_full`` and its companions (:func:`residual_lab.run.final_weights_errors`)
+    """``train_error_full`` and its companions (:func:`residual_lab.summary.final_weights_errors`)
     of the weights in ``last.ckpt``, and the split sizes; ``({}, {})`` when the data cannot be
     read or the weights do not load."""
     from hydra.utils import instantiate
-
-    from residual_lab.run import final_weights_errors
 
     try:
         module = instantiate(cfg.task, net=instantiate(cfg.model), optimizer=instantiate(cfg.optimizer),

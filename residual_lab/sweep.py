@@ -8,9 +8,7 @@ directory first (:func:`plan_job`).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -113,32 +111,6 @@ def claim_sweep_job(cfg: Any, held: contextlib.ExitStack, owner: bool) -> tuple[
     elif owner:
         keep_hydra_files(home)
     return action, previous
-
-
-def jobs_in(task_overrides: list[str]) -> int:
-    """How many jobs the basic sweeper makes of a multirun's overrides (``depth=20,32
-    seed=0,1``: 4), the product of each sweep's length."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(task_overrides)
-    return math.prod(len(list(o.sweep_iterator())) if o.is_sweep_override() else 1 for o in parsed)
-
-
-def failed_jobs(sweep_dir: Path, since: float) -> tuple[int, int]:
-    """``(failed, of them refused for bad input)``: the jobs under ``sweep_dir`` whose summary,
-    written at or after ``since`` (this launch's start, a Unix time), says ``failed``."""
-    failed = bad_input = 0
-    for path in sweep_dir.glob("*/summary.json"):
-        try:
-            if path.stat().st_mtime < since - 1.0:  # the file system's clock may lag a little
-                continue
-            summary = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if summary.get("status") == "failed":
-            failed += 1
-            bad_input += bool(summary.get("bad_input"))
-    return failed, bad_input
 
 
 def gpu_for_job(job_num: int, gpus: int | None = None) -> list[int]:

@@ -18,11 +18,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from residual_lab.errors import UserFacingError
-from tests.conftest import compose_config, run_cli
+from tests.helpers import compose_config, run_cli
+from tests import helpers
 
 #: Without the diagnostics, on 8x8 synthetic images, 4 steps.
-FAST = ("experiment=smoke", "~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.signal",
-        "~callbacks.update_ratio", "~callbacks.diagnostic_figures", "~callbacks.resources",
+FAST = ("experiment=smoke", *helpers.FAST,
         "~callbacks.progress_bar", "data.source.image_size=8", "trainer.max_steps=4",
         "trainer.val_check_interval=2", "trainer.log_every_n_steps=2", "data.batch_size=16")
 

@@ -30,7 +30,7 @@ def test_the_library_example_runs_and_measures_every_block(capsys):
     twin, grads, callbacks = namespace["twin"], namespace["grads"], namespace["callbacks"]
     assert len(twin.residual_adds.removed) == 8 and twin.residual_adds.blocks == blocks
     assert grads.latest["step"] == 1 and grads.latest["blocks"] == blocks
-    assert all(v > 0 for v in grads.latest["grad_norm"])
+    assert all(v > 0 for v in grads.latest["grad_rms"])
     grad_norms, _, forward_signal, update_ratio = callbacks
     assert forward_signal.latest["blocks"] == blocks and len(forward_signal.latest["ratio"]) == 8
     # the twin's weighted layers: 17 convs on the main path and fc; the 3 projections are gone

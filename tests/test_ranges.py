@@ -11,7 +11,7 @@ import os
 import pytest
 
 from residual_lab.errors import UserFacingError
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 SHORT = ["trainer.max_steps=2", "trainer.val_check_interval=1"]  # where today's code would train
 CORES = os.cpu_count() or 1

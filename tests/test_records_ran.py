@@ -20,11 +20,11 @@ from residual_lab.run import build, load_run_config, train
 from residual_lab.summary import config_fields, run_summary
 from residual_lab.summary_repair import NOT_EVALUATED, rebuild_summary
 from tests.test_report import fake_run
+from tests import helpers
 
 ROOT = Path(__file__).resolve().parent.parent
 #: A 4-step run on 8x8 synthetic images without the diagnostics: what is recorded, not what is learnt.
-FAST = ("~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.signal", "~callbacks.update_ratio",
-        "~callbacks.diagnostic_figures", "~callbacks.resources", "~callbacks.token_stats", "data.source.image_size=8",
+FAST = (*helpers.FAST, "data.source.image_size=8",
         "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=2", "data.batch_size=16")
 
 

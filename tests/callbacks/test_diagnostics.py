@@ -141,7 +141,7 @@ def test_values_equal_a_hand_computed_autograd_reference(make_cfg):
     tol = 1e-4
     block = by_type[BlockInputGradients]
     assert block["blocks"] == RESNET20_BLOCKS
-    assert rel_err(block["grad_norm"], dx) < tol
+    assert rel_err(block["grad_rms"], dx) < tol
     assert rel_err(block["first_over_last"], dx[0] / dx[-1]) < tol
 
     def rms(t):

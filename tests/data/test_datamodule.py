@@ -109,10 +109,10 @@ def test_image_folder_errors_name_the_problem(tmp_path):
 
 
 def test_image_folder_says_what_it_decodes_how_long_it_takes_and_where_the_cache_goes(tmp_path, capsys, monkeypatch):
-    from residual_lab.data import image_folder
+    from residual_lab.data import image_folder as image_folder_module
 
     image_folder(tmp_path / "d", per_class=3)  # 12 images
-    monkeypatch.setattr(image_folder, "ESTIMATE_AFTER", 4)
+    monkeypatch.setattr(image_folder_module, "ESTIMATE_AFTER", 4)
     monkeypatch.setenv("RESIDUAL_LAB_CACHE", str(tmp_path / "moved"))
     root = tmp_path / "d"
     ImageFolderSource(str(root)).load()
