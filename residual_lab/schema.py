@@ -480,8 +480,9 @@ def _devices_on_this_machine(v: dict) -> str | None:
     if _number(nodes) and nodes > 1:
         from lightning.fabric.plugins import environments as env
 
+        # Kubeflow's detect() raises NotImplementedError (it cannot be detected): not asked
         launched = any(e.detect() for e in (env.SLURMEnvironment, env.TorchElasticEnvironment, env.LSFEnvironment,
-                                            env.KubeflowEnvironment, env.MPIEnvironment))
+                                            env.MPIEnvironment))
         if not launched and "NODE_RANK" not in os.environ:
             return (f"trainer.num_nodes={nodes} needs a launcher that starts this run on every machine (SLURM, "
                     f"torchrun); alone, this machine would wait for the others forever; set trainer.num_nodes=1")

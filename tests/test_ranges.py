@@ -31,10 +31,9 @@ REFUSED = [
                                                  "data's are 64x64; set +model.image_size=64"),
     (["model=lstm", "data.source.image_size=64"], "model=lstm reads rows of 32 pixels (model.row_features=96) but "
                                                   "the data's images are 64x64; set +model.row_features=192"),
-    pytest.param(["trainer.num_nodes=2"], "trainer.num_nodes=2 needs a launcher that starts this run on every "
-                 "machine (SLURM, torchrun); alone, this machine would wait for the others forever; set "
-                 "trainer.num_nodes=1", marks=pytest.mark.xfail(reason="failed in its first run; cause not yet "
-                                                                       "diagnosed (schema._devices_on_this_machine)")),
+    (["trainer.num_nodes=2"], "trainer.num_nodes=2 needs a launcher that starts this run on every "
+                              "machine (SLURM, torchrun); alone, this machine would wait for the others forever; set "
+                              "trainer.num_nodes=1"),
     ([f"trainer.devices={CORES + 2}"], f"trainer.devices={CORES + 2} CPU processes but this machine has {CORES} "
                                        f"cores; set trainer.devices to at most {CORES}"),
     (["trainer.precision=64"], "trainer.precision must be one of 32-true, 16-mixed, bf16-mixed (64-bit, 16-true, "

@@ -34,7 +34,9 @@ class ProgressBar(TQDMProgressBar):
         resumes mid-epoch: a resumed run would show ``80/?`` and no ETA. Set it here, from the
         batches this epoch has done (the bar starts there; its rate counts only new steps)."""
         super().on_train_start(trainer, pl_module)
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        # ``processed``, not ``completed``: a checkpoint saved in on_train_batch_end (RunGuard's, on
+        # a signal) holds its batch as processed but not yet completed, one short of the steps done
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
         if not trainer.fit_loop.restarted_mid_epoch or done <= 0:
             return
         remaining = trainer.max_steps - trainer.global_step if trainer.max_steps > 0 else float("inf")
