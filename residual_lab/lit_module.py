@@ -109,6 +109,10 @@ class ImageClassifier(L.LightningModule):
         # The window is a non-persistent buffer; keep it so a resumed run reports the
         # same final training error as an uninterrupted one.
         checkpoint["train_window"] = {"values": self._window.cpu(), "filled": self._window_filled}
+        # What ran, for a summary rebuilt from this checkpoint on another machine, where
+        # Lightning would make another precision or world size of the same trainer config.
+        checkpoint["ran"] = {"precision": str(self.trainer.precision), "world_size": int(self.trainer.world_size),
+                             "accumulate": int(self.trainer.accumulate_grad_batches)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Only a resumed fit continues the window; testing a checkpoint (e.g. the best-val one)

@@ -245,9 +245,11 @@ def _summary_changes(run_dir: Path, cfg: DictConfig) -> list[tuple[str, Any, Any
         summary = json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError):
         return None
-    new = config_fields(cfg)
-    return [(k, summary[k], v) for k, v in new.items() if k in summary and k not in ("data_root",)
-            and summary[k] != v]
+    # What the run was asked for: ``requested`` holds the config's value where what ran differs
+    # (a CPU runs bf16 for 16-mixed), and the new job is compared with what it asks for.
+    asked = {**summary, **(summary.get("requested") or {})}
+    return [(k, asked[k], v) for k, v in config_fields(cfg).items() if k in asked and k not in ("data_root",)
+            and asked[k] != v]
 
 
 def job_home(job_dir: Path, cfg: DictConfig) -> tuple[Path, list[tuple[str, Any, Any]]]:

@@ -15,7 +15,8 @@ split): without it, one rebuilt run would leave a report without its registered 
 needs the run's data where its config says (a few seconds for 50k CIFAR images with a
 ResNet-56 on a GPU, minutes on a CPU; rebuilding is rare); where the data cannot be read it is
 left absent, and ``not_rebuilt`` says so. What ran (precision after Lightning's substitution,
-world size) is what Lightning makes of the run's trainer config on this machine. What only the
+world size) is what the checkpoint recorded, not what this machine's Lightning would make of the
+config; a checkpoint too old to say leaves them out and names them in ``not_rebuilt``. What only the
 summary held (``diagnostics``, images per second) stays absent; ``rebuilt_from`` says where the
 rest came from. Anything less is reported as damaged.
 """
@@ -26,13 +27,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from residual_lab.summary import (SUMMARY_FILE, SUMMARY_VERSION, config_fields, final_weights_errors, ran_fields, split_sizes,
+from residual_lab.summary import (SUMMARY_FILE, SUMMARY_VERSION, config_fields, final_weights_errors, planned_processes,
+                                  ran_fields, split_sizes,
                                   tidy)
 
 #: Where a rebuilt summary's numbers come from (its ``rebuilt_from`` field).
 REBUILT_FROM = ["checkpoints/last.ckpt", "tensorboard events"]
 #: A rebuilt summary's ``not_rebuilt`` when ``train_error_full`` could not be measured again.
 NOT_EVALUATED = "train_error_full: the run's data could not be read to evaluate checkpoints/last.ckpt"
+#: ... when the checkpoint predates its record of what ran (``ran``).
+NOT_RAN = ("precision: checkpoints/last.ckpt does not record what ran; the config's is given (world_size and "
+           "global_batch only where the config fixes trainer.devices)")
 #: The suffix a damaged summary.json is kept under once a rebuilt one replaces it.
 DAMAGED_SUFFIX = ".damaged"
 #: summary.json field <- TensorBoard tag (the last value logged).
@@ -75,26 +80,18 @@ def _best_checkpoint(state: dict[str, Any]) -> tuple[str | None, float | None]:
     return None, None
 
 
-def _what_lightning_runs(trainer_cfg: Any) -> dict[str, Any]:
-    """The precision, world size and gradient accumulation Lightning makes of a trainer config on
-    this machine (its substitutions included: ``16-mixed`` on a CPU is ``bf16-mixed``), from a
-    Trainer that is built but never fitted; the config's precision and no world size where this
-    machine cannot build it (a GPU run read on a CPU)."""
-    import lightning as L
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    strategy = trainer_cfg.get("strategy", "auto")
-    accumulate = int(trainer_cfg.get("accumulate_grad_batches") or 1)
-    try:
-        trainer = L.Trainer(accelerator=trainer_cfg.get("accelerator", "auto"), devices=trainer_cfg.get("devices", "auto"),
-                            num_nodes=int(trainer_cfg.get("num_nodes") or 1), precision=trainer_cfg.get("precision"),
-                            strategy=instantiate(strategy) if OmegaConf.is_config(strategy) else strategy,
-                            logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False)
-    except Exception:  # an accelerator this machine lacks: what the config asked for
-        return {"precision": str(trainer_cfg.get("precision")), "world_size": None, "accumulate": accumulate}
-    return {"precision": trainer.precision, "world_size": trainer.world_size, "accumulate": accumulate}
+def _what_ran(state: dict[str, Any], cfg: Any) -> tuple[dict[str, Any], bool]:
+    """``({precision, world_size, accumulate}, known)`` of the run, from its checkpoint's record
+    (``lit_module.on_save_checkpoint``). A checkpoint from before the record gives the config's
+    precision and the world size only where the config fixes it (``trainer.devices=1``), ``known``
+    False: the rebuilding machine's Lightning would
+    substitute its own (a GPU's ``16-mixed`` read on a CPU is ``bf16-mixed``)."""
+    trainer_cfg = cfg.trainer
+    ran = state.get("ran")
+    if isinstance(ran, dict) and {"precision", "world_size", "accumulate"} <= ran.keys():
+        return ran, True
+    return {"precision": str(trainer_cfg.precision), "world_size": planned_processes(cfg)["world_size"],
+            "accumulate": int(trainer_cfg.get("accumulate_grad_batches") or 1)}, False
 
 
 def _evaluate_final_weights(cfg: Any, state: dict[str, Any], tested_final: bool) -> tuple[dict[str, float], dict[str, int]]:
@@ -142,12 +139,12 @@ def rebuild_summary(run_dir: str | Path) -> dict[str, Any] | None:
         best = None
     fields = {key: scalars[tag][1][-1] for key, tag in FROM_EVENTS.items() if tag in scalars}
     full, splits = _evaluate_final_weights(cfg, state, tested_final=best is None)
-    lightning = _what_lightning_runs(cfg.trainer)
-    ran = ran_fields(cfg, precision=lightning["precision"], world_size=lightning["world_size"] or 1,
-                     accumulate=lightning["accumulate"], splits=splits,
-                     tested_checkpoint="best-val" if best else "final")
-    if lightning["world_size"] is None:  # not known here: leave it out rather than guess
+    what, known = _what_ran(state, cfg)
+    ran = ran_fields(cfg, precision=what["precision"], world_size=what["world_size"] or 1,
+                     accumulate=what["accumulate"], splits=splits, tested_checkpoint="best-val" if best else "final")
+    if what["world_size"] is None:  # leave it out rather than guess
         ran.pop("world_size"), ran.pop("global_batch")
+    not_rebuilt = ([] if full else [NOT_EVALUATED]) + ([] if known else [NOT_RAN])
     params = sum(p.numel() for p in instantiate(cfg.model).parameters())
     train_images, global_batch = ran.get("train_images"), ran.get("global_batch")
     return tidy({
@@ -158,5 +155,5 @@ def rebuild_summary(run_dir: str | Path) -> dict[str, Any] | None:
         "wall_time_s": _training_time(state),
         "tested_checkpoint": "best-val" if best else "final", "best_checkpoint": best,
         "output_dir": str(cfg.paths.output_dir), "summary_version": SUMMARY_VERSION,
-        "rebuilt_from": REBUILT_FROM, **({} if full else {"not_rebuilt": NOT_EVALUATED}),
+        "rebuilt_from": REBUILT_FROM, **({"not_rebuilt": not_rebuilt} if not_rebuilt else {}),
     })

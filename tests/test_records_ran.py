@@ -18,7 +18,7 @@ from residual_lab.report import registered_statistic, runs_markdown, setup_markd
 from residual_lab.results import aggregate
 from residual_lab.run import build, load_run_config, train
 from residual_lab.summary import config_fields, run_summary
-from residual_lab.summary_repair import NOT_EVALUATED, rebuild_summary
+from residual_lab.summary_repair import NOT_EVALUATED, NOT_RAN, rebuild_summary
 from tests.test_report import fake_run
 from tests import helpers
 
@@ -134,9 +134,49 @@ def test_a_rebuilt_summary_measures_the_final_weights_again(make_cfg, tmp_path):
     assert "not_rebuilt" not in rebuilt
 
 
+def test_a_rebuilt_summary_says_what_ran_where_the_run_ran_not_on_the_rebuilding_machine(make_cfg, tmp_path,
+                                                                                          monkeypatch):
+    """A GPU run's ``16-mixed`` rebuilt on a CPU would read ``bf16-mixed`` if the rebuilding
+    machine's Lightning were asked: what ran is read from the checkpoint."""
+    import lightning
+
+    train(make_cfg(*FAST))
+    (tmp_path / "summary.json").write_text('{"status": "compl')
+
+    class OtherMachine(lightning.Trainer):  # what Lightning would make of the config elsewhere
+        precision = "bf16-mixed"
+        world_size = 4
+
+    monkeypatch.setattr(lightning, "Trainer", OtherMachine)
+    rebuilt = rebuild_summary(tmp_path)
+    assert (rebuilt["precision"], rebuilt["world_size"], rebuilt["global_batch"]) == ("32-true", 1, 16)
+    assert "requested" not in rebuilt
+
+
+def test_a_rebuilt_summary_of_a_checkpoint_that_does_not_say_what_ran_says_so(make_cfg, tmp_path):
+    """Checkpoints from before the record: precision is the config's, the world size is the
+    config's where it fixes the devices and absent where Lightning chose (``devices=auto``), and
+    ``not_rebuilt`` says so, rather than a guess from this machine."""
+    import torch
+
+    train(make_cfg(*FAST))
+    (tmp_path / "summary.json").write_text('{"status": "compl')
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    del state["ran"]
+    torch.save(state, last)
+    rebuilt = rebuild_summary(tmp_path)
+    assert (rebuilt["precision"], rebuilt["world_size"], rebuilt["not_rebuilt"]) == ("32-true", 1, [NOT_RAN])
+    config = OmegaConf.load(tmp_path / "config_resolved.yaml")
+    config.trainer.devices = "auto"
+    OmegaConf.save(config, tmp_path / "config_resolved.yaml")
+    rebuilt = rebuild_summary(tmp_path)
+    assert (rebuilt["world_size"], rebuilt["global_batch"], rebuilt["not_rebuilt"]) == (None, None, [NOT_RAN])
+
+
 def test_a_rebuilt_run_that_could_not_measure_keeps_the_report_on_the_registered_statistic(tmp_path):
     full = [fake_run(tmp_path, s, 10.0, train_error_full=5.0 + s, summary_version=4) for s in range(3)]
-    lost = fake_run(tmp_path, 3, 10.0, summary_version=4, not_rebuilt=NOT_EVALUATED)
+    lost = fake_run(tmp_path, 3, 10.0, summary_version=4, not_rebuilt=[NOT_EVALUATED])
     rows = aggregate([*full, lost])
     assert registered_statistic(rows) == "train_error_full" and unmeasured(rows) == [lost]
     assert rows[0].cell("train_error_full") == "6.00 ± 1.00 (n=3)"

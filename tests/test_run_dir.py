@@ -160,6 +160,25 @@ def finished_run(tmp_path_factory) -> Path:
     return run
 
 
+def test_a_record_without_its_config_is_judged_on_what_was_asked_not_on_what_lightning_substituted(tmp_path):
+    """A run from before config_resolved.yaml: its summary says ``precision: bf16-mixed`` with
+    ``requested: {precision: 16-mixed}`` (a CPU ran bf16 for 16-mixed). The same job launched
+    again (``16-mixed``) is that run, not another experiment to run beside it."""
+    from residual_lab.run_dir import job_home
+    from residual_lab.summary import config_fields
+    from tests.helpers import compose_config
+
+    job = tmp_path / "0_resnet-8-identity"
+    job.mkdir()
+    cfg = compose_config(*FAST, "trainer.precision=16-mixed", output_dir=job)
+    summary = {**config_fields(cfg), "status": "completed", "precision": "bf16-mixed",
+               "requested": {"precision": "16-mixed"}}
+    (job / "summary.json").write_text(json.dumps(summary))
+    assert job_home(job, cfg) == (job, [])
+    moved, changes = job_home(job, compose_config(*FAST, "trainer.precision=32-true", output_dir=job))
+    assert moved.name == "0_resnet-8-identity-2" and changes == [("precision", "16-mixed", "32-true")]
+
+
 @pytest.mark.parametrize("override,message", [
     ("shortcut=none", "cannot change shortcut from 'identity' to 'none'"),
     ("seed=3", "cannot change seed from 0 to 3"),
