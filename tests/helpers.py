@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Every per-step diagnostic and the figures off: a tiny run then costs its training steps
 #: only. Tests of a diagnostic switch it on by leaving it out of their overrides.
 FAST = ("~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.signal", "~callbacks.update_ratio",
-        "~callbacks.token_stats", "~callbacks.resources", "~callbacks.diagnostic_figures")
+        "~callbacks.token_stats", "~callbacks.resources", "~callbacks.diagnostic_figures",
+        "~callbacks.train_split_error")
 #: A 1-step run on a few synthetic images, every diagnostic measuring at that step.
 ONE_STEP = ("trainer.max_steps=1", "trainer.val_check_interval=1", "diagnostics.every_n_steps=1",
             "data.batch_size=16", "data.eval_batch_size=32", "data.source.num_train=64", "data.val_size=16",

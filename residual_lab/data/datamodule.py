@@ -172,8 +172,10 @@ class InMemoryDataModule(L.LightningDataModule):
                                   f"{ranks['world_size']} processes")
         return IndexBatchLoader(x, y, self.eval_batch_size, shuffle=False, drop_last=False, **ranks)
 
-    def eval_batches(self, split: str, device: torch.device | str | None = None):
-        """The whole ``split`` in file order, normalized and *not* augmented, batch by batch.
+    def eval_batches(self, split: str, device: torch.device | str | None = None, images: int | None = None):
+        """The whole ``split`` in file order (or ``images`` of it, evenly spaced: the same ones
+        every call, every class of a class-sorted folder in proportion), normalized and *not*
+        augmented, batch by batch.
 
         What an evaluation pass sees (``test``'s pipeline), for any split: the final weights'
         error on the whole training split is the report's training error (He et al. 2015's
@@ -181,11 +183,14 @@ class InMemoryDataModule(L.LightningDataModule):
         logged steps is a curve, not a statistic). Under DDP each rank gets its shard.
         """
         x, y = self.splits[split]
+        if images is not None and images < len(y):
+            keep = torch.linspace(0, len(y) - 1, images).round().long()
+            x, y = x[keep], y[keep]
         mean, std = self.mean.to(device or x.device), self.std.to(device or x.device)
-        for images, labels in self._eval_loader(x, y):
+        for batch, labels in self._eval_loader(x, y):
             if device is not None:
-                images, labels = images.to(device), labels.to(device)
-            yield normalize(images, mean, std), labels
+                batch, labels = batch.to(device), labels.to(device)
+            yield normalize(batch, mean, std), labels
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch

@@ -44,7 +44,8 @@ RENAMED_DIAGNOSTIC_FIELDS = {("block_grad", "grad_norm"): "grad_rms"}
 #: The scalar tags the report plots (He et al. 2015 Fig. 6 curves).
 CURVE_TAGS = ("train/error", "val/error", "test/error")
 #: The scalar tags a run record keeps (``curves.csv``: one column per tag, ``/`` -> ``_``).
-RECORD_TAGS = ("train/loss", "train/error", "val/loss", "val/error", "test/loss", "test/error")
+RECORD_TAGS = ("train/loss", "train/error", "train_full/loss", "train_full/error", "val/loss", "val/error", "test/loss",
+               "test/error")
 #: A run record's curves, written by :func:`residual_lab.results.export.export_run_record`.
 CURVES_CSV = "curves.csv"
 #: Fields that identify an experiment (seed included); read from summary.json, else, for the
