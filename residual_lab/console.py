@@ -134,11 +134,27 @@ def jobs_in(task_overrides: list[str]) -> int:
     return math.prod(len(list(o.sweep_iterator())) if o.is_sweep_override() else 1 for o in parsed)
 
 
+#: Where a sweep keeps the failed summaries of jobs whose own directory belongs to another run
+#: (held by its lock, or holding its records): nothing is written there, but the job is counted.
+FAILED_LEDGER = ".failed_jobs"
+
+
+def record_failed_job(sweep_dir: Path, job: str, summary: dict[str, Any]) -> None:
+    """Put a failed job's summary in the sweep's ledger (:data:`FAILED_LEDGER`)."""
+    from residual_lab.io import atomic_write
+
+    try:
+        atomic_write(sweep_dir / FAILED_LEDGER / f"{job}.json", lambda f: json.dump(summary, f, indent=2))
+    except OSError as err:  # the count is a courtesy; the job's own sentence was already printed
+        say(f"could not record the failed job {job} in {sweep_dir / FAILED_LEDGER}: {err}")
+
+
 def failed_jobs(sweep_dir: Path, since: float) -> tuple[int, int]:
-    """``(failed, of them refused for bad input)``: the jobs under ``sweep_dir`` whose summary,
-    written at or after ``since`` (this launch's start, a Unix time), says ``failed``."""
+    """``(failed, of them refused for bad input)``: the jobs under ``sweep_dir`` whose summary
+    (or entry in the sweep's :data:`FAILED_LEDGER`), written at or after ``since`` (this
+    launch's start, a Unix time), says ``failed``."""
     failed = bad_input = 0
-    for path in sweep_dir.glob("*/summary.json"):
+    for path in [*sweep_dir.glob("*/summary.json"), *sweep_dir.glob(f"{FAILED_LEDGER}/*.json")]:
         try:
             if path.stat().st_mtime < since - 1.0:  # the file system's clock may lag a little
                 continue
@@ -173,7 +189,9 @@ class SweepDirectory(Callback):
             jobs = max(failed, jobs_in(list(config.hydra.overrides.task)))
             sweep_failures = (jobs, failed, bad_input)
             say(f"{failed} of {jobs} jobs failed" + (f", {bad_input} of them on bad input" if bad_input else "")
-                + "; each one's summary.json says why")
+                + "; each one's summary.json says why"
+                + (f" (in {sweep / FAILED_LEDGER} for a job whose directory was another run's)"
+                   if (sweep / FAILED_LEDGER).is_dir() else ""))
 
     @staticmethod
     def _dir(config: DictConfig) -> Path:

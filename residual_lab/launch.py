@@ -128,12 +128,14 @@ class Launch:
         if outcome.bad_input and not self.multirun and self.made is not None and not holds_a_run(self.made):
             forget_run_dir(self.made)
             return
-        if self.resume or (isinstance(outcome.error, DirectoryTaken) and not self.claimed):
-            return
-        if not self.claimed and holds_a_run(output_dir):
-            return
         fields = {**config_fields(cfg), "status": "failed", "reason": outcome.reason, "steps": None,
                   "output_dir": str(output_dir), **({"bad_input": True} if outcome.bad_input else {})}
+        not_ours = (isinstance(outcome.error, DirectoryTaken) and not self.claimed) or \
+            (not self.claimed and holds_a_run(output_dir))
+        if self.resume or not_ours:
+            if self.multirun and not_ours:  # another run's directory: the sweep's ledger counts the job
+                console.record_failed_job(Path(HydraConfig.get().sweep.dir), output_dir.name, fields)
+            return
         try:
             write_summary(output_dir, fields)
         except Exception as err:  # the failure report must never mask the failure itself

@@ -63,6 +63,25 @@ def test_a_run_directory_in_use_is_refused(tmp_path, capsys, monkeypatch):
     assert not (run / "summary.json").exists()
 
 
+def test_a_sweep_job_refused_by_the_lock_is_counted_without_writing_into_the_locked_directory(
+        tmp_path, capsys, monkeypatch):
+    """The job's directory is another run's while it runs: no failed summary goes there, and the
+    sweep's count of failed jobs still includes it (from the sweep's own ledger)."""
+    from residual_lab.run_dir import RunLock
+
+    sweep = tmp_path / "sweep"
+    job0 = sweep / "0_resnet-8-identity"
+    job0.mkdir(parents=True)
+    with RunLock(job0):
+        code, output = run_cli(capsys, monkeypatch, "-m", *FAST, "optimizer.lr=0.05,0.01", f"hydra.sweep.dir={sweep}",
+                               run_dir=tmp_path / "unused")
+    assert code == 2, output[-2000:]
+    assert f"residual_lab: {job0} is in use by another run" in output
+    assert "residual_lab: 1 of 2 jobs failed, 1 of them on bad input" in output
+    assert not (job0 / "summary.json").exists()
+    assert _summary(sweep / "1_resnet-8-identity")["status"] == "completed"
+
+
 def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_line_saying_so(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     run.mkdir()

@@ -55,8 +55,19 @@ def summary(run_dir: Path, *keys: str) -> str:
     return ", ".join(f"{k}={json.dumps(data.get(k))}" for k in keys)
 
 
+def classes(run_dir: Path) -> str:
+    """How many classes the trained net tells apart (its classifier's rows), from last.ckpt."""
+    import torch
+
+    path = run_dir / "checkpoints" / "last.ckpt"
+    if not path.exists():
+        return ""
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return f", classes={[v for k, v in state.items() if k.endswith('weight') and v.dim() == 2][-1].shape[0]}"
+
+
 def folder(root: Path, *, size: int = 8, test_size: int | None = None, empty: str | None = None,
-           hidden: bool = False, sixteen_bit: bool = False) -> Path:
+           hidden: bool = False, sixteen_bit: bool = False, constant: bool = False) -> Path:
     """``root/{train,test}/{cat,dog}/<i>.png``: random 8-bit RGB, or one of the faults."""
     rng = np.random.default_rng(0)
     for split in ("train", "test"):
@@ -67,6 +78,8 @@ def folder(root: Path, *, size: int = 8, test_size: int | None = None, empty: st
                 continue
             for i in range(12):
                 if sixteen_bit:
+                    Image.fromarray(rng.integers(0, 65535, (side, side), dtype=np.uint16)).save(root / split / c / f"{i}.png")
+                elif constant:
                     Image.fromarray(np.full((side, side), 32768, np.uint16)).save(root / split / c / f"{i}.png")
                 else:
                     Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
@@ -108,13 +121,13 @@ def cases(work: Path):
            "report.md: " + ("'completed (summary rebuilt)'" if "summary rebuilt" in report else "no 'summary rebuilt'")
            + ("; 'killed or still running' present" if "killed or still running" in report else ""))
 
-    for name, kwargs in (("16-bit gray PNGs", {"sixteen_bit": True}), ("test split 16x16, train 8x8", {"test_size": 16}),
+    for name, kwargs in (("16-bit gray PNGs", {"sixteen_bit": True}), ("every image the same 16-bit gray", {"constant": True}), ("test split 16x16, train 8x8", {"test_size": 16}),
                          ("an empty class folder (dog/ in train)", {"empty": "dog"}),
                          ("a hidden `.ipynb_checkpoints/` beside the classes", {"hidden": True})):
         root = folder(work / "folders" / re.sub(r"\W+", "_", name), **kwargs)
         out = work / "folder_runs" / root.name
         code = run(work, "run", *FOLDER, f"data.root={root}", f"hydra.run.dir={out}")
-        yield f"image folder: {name}", code, summary(out, "status", "num_classes", "train_images")
+        yield f"image folder: {name}", code, summary(out, "status", "train_images") + classes(out)
 
     for override, keys in (("data.val_size=0", ("protocol", "tested_checkpoint", "val_images")),
                            ("trainer.precision=16-mixed", ("precision", "requested")),

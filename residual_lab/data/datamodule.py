@@ -107,6 +107,10 @@ class InMemoryDataModule(L.LightningDataModule):
         }
         self.classes = data.classes
         mean, std = channel_stats(self.splits["train"][0])
+        for c in (std == 0).nonzero().flatten().tolist():
+            raise UserFacingError(f"every training image has the value {round(float(mean[c]) * 255)}/255 in channel {c} "
+                                  "(std 0): standardising would divide by zero; the images carry nothing to learn "
+                                  f"there; check {self.root or 'data.source'}")
         self.mean, self.std = mean, std  # [0, 1] units; moved to the batches' device once
         if self.device_resident and self.trainer is not None:
             device = self.trainer.strategy.root_device

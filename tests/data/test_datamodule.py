@@ -153,3 +153,18 @@ def test_seeds_draw_unrelated_batch_orders_in_every_epoch():
             if (a, ea) < (b, eb):
                 assert not torch.equal(order_a, order_b), f"seed {a} epoch {ea} replays seed {b} epoch {eb}"
     assert torch.equal(orders(1)[2], epochs[(1, 2)])  # still a function of (seed, epoch)
+
+
+def test_training_images_that_all_share_a_channel_value_are_refused_in_one_sentence(tmp_path):
+    """Before: channel std 0, so standardising divided by zero and the run 'diverged' at step 1
+    (NaN loss), which reads as a training result rather than a data problem."""
+    for split in ("train", "test"):
+        for c in ("cat", "dog"):
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(np.full((8, 8), 32768, np.uint16)).save(tmp_path / split / c / f"{i}.png")
+    dm = InMemoryDataModule(ImageFolderSource(str(tmp_path), cache_dir=str(tmp_path / "cache")), num_classes=2,
+                            val_size=2)
+    with pytest.raises(UserFacingError, match=r"^every training image has the value 127/255 in channel 0 "
+                                              r"\(std 0\): standardising would divide by zero; "):
+        dm.setup("fit")
