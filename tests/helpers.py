@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Every per-step diagnostic and the figures off: a tiny run then costs its training steps
 #: only. Tests of a diagnostic switch it on by leaving it out of their overrides.
-FAST = ("~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.signal", "~callbacks.update_ratio",
+FAST = ("~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.block_rms", "~callbacks.update_ratio",
         "~callbacks.token_stats", "~callbacks.resources", "~callbacks.diagnostic_figures",
         "~callbacks.train_split_error")
 #: A 1-step run on a few synthetic images, every diagnostic measuring at that step.

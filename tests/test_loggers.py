@@ -206,7 +206,7 @@ def test_debug_experiment_runs_a_few_steps_with_every_callback_and_anomaly_detec
     _, _, trainer = build(cfg)
     assert trainer._detect_anomaly is True
     assert {type(c).__name__ for c in trainer.callbacks} >= {"EarlyStopping", "DiagnosticFigures", "GradNorms",
-                                                            "BlockInputGradients", "ForwardSignal", "TrainSpeed"}
+                                                            "BlockInputGradients", "BlockRMS", "TrainSpeed"}
     summary = train(cfg)
     assert (summary["status"], summary["steps"]) == ("completed", 6)
     assert summary["diagnostics"]["grad_norm"]["step"] == 5  # measured at steps 3 and 6 (0-based 2, 5)

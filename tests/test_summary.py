@@ -104,6 +104,15 @@ def test_committed_records_read_the_block_gradient_rms_under_its_new_name():
     assert run.diagnostics["grad_norm"] == run.summary["diagnostics"]["grad_norm"]  # weight norms: unchanged
 
 
+def test_committed_records_read_the_block_rms_under_its_new_name():
+    """The per-block RMS callback was ``signal`` when fig6's records were written; read back, it
+    is ``block_rms`` (``analyze signal`` is another measurement)."""
+    run = load_run(ROOT / "experiments" / "fig6" / "runs" / "plain-20-seed0")
+    raw = json.loads((run.path / "summary.json").read_text())["diagnostics"]
+    assert "block_rms" not in raw and len(raw["signal"]["rms_in"]) == 9
+    assert run.diagnostics["block_rms"] == raw["signal"] and "signal" not in run.diagnostics
+
+
 def test_tidy_orders_rounds_and_keeps_unknown_fields():
     s = tidy({"diagnostics": {"grad_norm": {"grad_norm": [0.0123456789, 1e-9]}}, "extra": 1.23456789,
               "test_error": 8.123456, "status": "completed", "wall_time_s": 12.3456, "lr": 0.123456})

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 #: A 4-step ResNet-8 on 8x8 synthetic images without the per-step diagnostics.
-TINY = ["experiment=smoke", "~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.signal",
+TINY = ["experiment=smoke", "~callbacks.grad_norm", "~callbacks.block_grad", "~callbacks.block_rms",
         "~callbacks.update_ratio", "~callbacks.token_stats", "~callbacks.resources", "~callbacks.diagnostic_figures",
         "~callbacks.progress_bar", "data.source.image_size=8", "data.source.num_train=256", "data.source.num_test=64",
         "data.val_size=32", "data.batch_size=16", "trainer.max_steps=4", "trainer.val_check_interval=2",

@@ -170,7 +170,7 @@ def _report(net: nn.Module) -> TwinReport | None:
     try:
         return residual_adds(net)
     except TraceError as err:
-        warnings.warn(f"{err}. Block-level diagnostics (block_grad, signal) do not apply to it.", stacklevel=3)
+        warnings.warn(f"{err}. Block-level diagnostics (block_grad, block_rms) do not apply to it.", stacklevel=3)
         return None
 
 
@@ -189,7 +189,7 @@ def named_blocks(net: nn.Module) -> Iterator[tuple[str, nn.Module | BlockView]]:
         return
     if not report.removed:
         warnings.warn(f"found no residual addition in {type(net).__name__}: block-level diagnostics "
-                      f"(block_grad, signal) do not apply to it.", stacklevel=2)
+                      f"(block_grad, block_rms) do not apply to it.", stacklevel=2)
     for block in report.blocks:
         last = [a for a in report.removed if a.block == block][-1]
         module = net.get_submodule(block)

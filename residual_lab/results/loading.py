@@ -41,6 +41,9 @@ DAMAGED = "damaged"
 #: (diagnostic, old field) -> new field: the block-input gradient is an RMS, stored as
 #: ``grad_norm`` until 2026-12-03 (committed records keep the old name).
 RENAMED_DIAGNOSTIC_FIELDS = {("block_grad", "grad_norm"): "grad_rms"}
+#: old diagnostic -> new name: the per-block RMS callback was ``signal`` until 2026-12-03, a name
+#: it shared with the ``analyze signal`` probe (a different measurement).
+RENAMED_DIAGNOSTICS = {"signal": "block_rms"}
 #: The scalar tags the report plots (He et al. 2015 Fig. 6 curves).
 CURVE_TAGS = ("train/error", "val/error", "test/error")
 #: The scalar tags a run record keeps (``curves.csv``: one column per tag, ``/`` -> ``_``).
@@ -117,9 +120,12 @@ class Run:
     @property
     def diagnostics(self) -> dict[str, Any]:
         """summary.json's ``diagnostics`` (``{summary_key: latest measurement}``), or {};
-        fields renamed since a record was written read under their new names
-        (:data:`RENAMED_DIAGNOSTIC_FIELDS`)."""
+        diagnostics and fields renamed since a record was written read under their new names
+        (:data:`RENAMED_DIAGNOSTICS`, :data:`RENAMED_DIAGNOSTIC_FIELDS`)."""
         diagnostics = dict((self.summary or {}).get("diagnostics") or {})
+        for old, new in RENAMED_DIAGNOSTICS.items():
+            if old in diagnostics and new not in diagnostics:
+                diagnostics[new] = diagnostics.pop(old)
         for (key, old), new in RENAMED_DIAGNOSTIC_FIELDS.items():
             entry = diagnostics.get(key)
             if isinstance(entry, dict) and old in entry and new not in entry:

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from residual_lab.callbacks import (BlockInputGradients, ForwardSignal, GradNorms, ResourceMonitor,
+from residual_lab.callbacks import (BlockInputGradients, BlockRMS, GradNorms, ResourceMonitor,
                                     UpdateRatio)
 from residual_lab.models.layer_names import blocks, sortable, weighted_layers
 from residual_lab.run import train
@@ -21,7 +21,7 @@ from tests.helpers import RESNET20_BLOCKS, RESNET20_LAYERS, block_hooks, fit
 PREFIXES = {
     "grad_norm": ("grad_norm/", "grad_norm_stage/", "grad_norm_total"),
     "block_grad": ("block_grad/", "block_grad_ratio/"),
-    "signal": ("signal/",),
+    "block_rms": ("block_rms/",),
     "update_ratio": ("update_ratio/",),
     "resources": ("perf/rss_mb",),
 }
@@ -62,13 +62,13 @@ def test_resnet20_tags_in_network_order_only_on_logging_steps(make_cfg):
         block = next(m for s, m in records if s == step and "block_grad_ratio/first_over_last" in m)
         assert list(block) == ([f"block_grad/{t}" for t in sortable(RESNET20_BLOCKS)]
                                + ["block_grad_ratio/first_over_last"])
-        signal = next(m for s, m in records if s == step and any(k.startswith("signal/") for k in m))
-        assert list(signal) == [f"signal/{k}/{t}" for k in ("rms_in", "rms_residual", "rms_out", "ratio")
+        block_rms = next(m for s, m in records if s == step and any(k.startswith("block_rms/") for k in m))
+        assert list(block_rms) == [f"block_rms/{k}/{t}" for k in ("rms_in", "rms_residual", "rms_out", "ratio")
                                 for t in sortable(RESNET20_BLOCKS)]
         update = next(m for s, m in records if s == step and any(k.startswith("update_ratio/") for k in m))
         assert list(update) == [f"update_ratio/{t}" for t in sortable(RESNET20_LAYERS)]
         assert any(s == step and "perf/rss_mb" in m for s, m in records)
-    # Hooks exist only inside logging steps: block_grad 1 pre-hook, signal 1 pre + 1 post + 1 on F(x), per block.
+    # Hooks exist only inside logging steps: block_grad 1 pre-hook, block_rms 1 pre + 1 post + 1 on F(x), per block.
     assert probe.at_start == {0: 0, 1: 4 * 9, 2: 0, 3: 4 * 9, 4: 0}
     assert set(probe.at_end.values()) == {0}
     update = next(c for c in trainer.callbacks if isinstance(c, UpdateRatio))
@@ -147,7 +147,7 @@ def test_values_equal_a_hand_computed_autograd_reference(make_cfg):
     def rms(t):
         return t.double().square().mean().sqrt()
 
-    signal = by_type[ForwardSignal]
+    signal = by_type[BlockRMS]
     assert rel_err(signal["rms_in"], [rms(t) for t in xs]) < tol
     assert rel_err(signal["rms_residual"], [rms(t) for t in residuals]) < tol
     assert rel_err(signal["rms_out"], [rms(t) for t in outs]) < tol
@@ -190,18 +190,18 @@ def test_summary_json_and_tensorboard_end_to_end(make_cfg, tmp_path, monkeypatch
     train(make_cfg("trainer.max_steps=6", "diagnostics.every_n_steps=3", figures=True))
     summary = json.loads((tmp_path / "summary.json").read_text())["diagnostics"]
     assert "token_stats" not in summary  # a token-model diagnostic measures nothing in a ResNet: no empty entry
-    assert set(summary) == {"grad_norm", "block_grad", "signal", "update_ratio", "resources"}
+    assert set(summary) == {"grad_norm", "block_grad", "block_rms", "update_ratio", "resources"}
     resnet8 = ["stem.conv", "s1.b0.conv1", "s1.b0.conv2", "s2.b0.conv1", "s2.b0.conv2",
                "s3.b0.conv1", "s3.b0.conv2", "head.fc"]
     assert summary["grad_norm"]["layers"] == summary["update_ratio"]["layers"] == resnet8
-    assert summary["block_grad"]["blocks"] == summary["signal"]["blocks"] == ["s1.b0", "s2.b0", "s3.b0"]
+    assert summary["block_grad"]["blocks"] == summary["block_rms"]["blocks"] == ["s1.b0", "s2.b0", "s3.b0"]
     assert [len(summary["grad_norm"]["grad_norm"]), len(summary["update_ratio"]["update_ratio"]),
-            len(summary["block_grad"]["grad_rms"]), len(summary["signal"]["ratio"])] == [8, 8, 3, 3]
+            len(summary["block_grad"]["grad_rms"]), len(summary["block_rms"]["ratio"])] == [8, 8, 3, 3]
     assert {v["step"] for v in summary.values()} == {5}
 
     acc = EventAccumulator(str(tmp_path / "tensorboard" / "resnet-8-identity")).Reload()
     for tag in ("grad_norm/2_s2.b00.conv1", "grad_norm_total", "block_grad_ratio/first_over_last",
-                "signal/ratio/3_s3.b00", "update_ratio/9_head.fc", "perf/rss_mb"):
+                "block_rms/ratio/3_s3.b00", "update_ratio/9_head.fc", "perf/rss_mb"):
         assert [e.step for e in acc.Scalars(tag)] == [2, 5], tag
     assert set(acc.Tags()["images"]) == {"diagnostics/grad_norm_heatmap", "diagnostics/gradient_profile"}
     # each figure is drawn once per validation: the PNG is the TensorBoard image, not a second drawing

@@ -56,7 +56,7 @@ def test_rank_collapse_is_0_for_identical_tokens_and_1_for_zero_mean_tokens():
 def test_vit_is_measured_at_init_and_every_n_steps_equal_to_a_hand_computation(make_cfg):
     capture, counter = CaptureFirst(), CountHooks()
     module, stats, logger = fit(make_cfg(*VIT, "trainer.max_steps=3", "diagnostics.every_n_steps=2", *QUICK,
-                                         "~callbacks.signal", "~callbacks.block_grad"),  # only its own hooks
+                                         "~callbacks.block_rms", "~callbacks.block_grad"),  # only its own hooks
                                 counter, first=capture)
     records = [(s, {k: v for k, v in m.items() if k.startswith("token/")}) for s, m in logger.records]
     records = [(s, m) for s, m in records if m]
@@ -95,6 +95,6 @@ def test_a_plain_vit_reads_var_ratio_1(make_cfg):
 def test_a_no_op_for_nets_without_tokens(make_cfg):
     counter = CountHooks()
     _, stats, logger = fit(make_cfg("depth=8", "trainer.max_steps=2", "diagnostics.every_n_steps=1", *QUICK,
-                                    "~callbacks.signal", "~callbacks.block_grad"), counter)
+                                    "~callbacks.block_rms", "~callbacks.block_grad"), counter)
     assert counter.counts == [0, 0] and stats.blocks == [] and stats.summary() == {}
     assert not any(k.startswith("token/") for _, m in logger.records for k in m)

@@ -38,11 +38,11 @@ def test_one_step_run_writes_summary_with_diagnostics_on_the_found_blocks(make_c
     assert on_disk["run_name"] == ("plain-" if shortcut == "none" else "") + f"{package}-tiny_torchvision_resnet"
     assert on_disk["model"] == FACTORY and on_disk["depth"] is None
     diag = on_disk["diagnostics"]
-    assert diag["block_grad"]["blocks"] == diag["signal"]["blocks"] == STAGE_BLOCKS
+    assert diag["block_grad"]["blocks"] == diag["block_rms"]["blocks"] == STAGE_BLOCKS
     projections = [f"layer{i}.0.downsample.0" for i in (2, 3, 4)]
     expected = MAIN_LAYERS + (projections if shortcut == "identity" else []) + ["fc"]
     assert sorted(diag["grad_norm"]["layers"]) == sorted(expected)
-    assert all(v > 0 for v in diag["block_grad"]["grad_rms"] + diag["signal"]["rms_residual"])
+    assert all(v > 0 for v in diag["block_grad"]["grad_rms"] + diag["block_rms"]["rms_residual"])
     # the plain twin lacks exactly the three projections' conv and BN
     proj_params = sum(64 * 2**i * 64 * 2**(i - 1) + 2 * 64 * 2**i for i in (1, 2, 3))
     full = sum(p.numel() for p in tiny_torchvision_resnet().parameters())

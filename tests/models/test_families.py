@@ -128,7 +128,7 @@ def test_one_step_run_writes_summary_with_the_familys_tags(make_cfg, tmp_path, f
     diag = on_disk["diagnostics"]
     assert diag["grad_norm"]["layers"] == diag["update_ratio"]["layers"] == LAYERS[family]
     assert sorted(diag["grad_norm"]["stages"]) == sorted({t.split(".")[0] for t in LAYERS[family]})
-    assert diag["block_grad"]["blocks"] == diag["signal"]["blocks"] == BLOCKS[family]
+    assert diag["block_grad"]["blocks"] == diag["block_rms"]["blocks"] == BLOCKS[family]
     assert all(v > 0 for v in diag["grad_norm"]["grad_norm"] + diag["block_grad"]["grad_rms"])
     if family == "vit":
         assert diag["token_stats"]["blocks"] == BLOCKS["vit"]

@@ -1,4 +1,9 @@
-"""Forward signal per block: how large x, F(x) and the block output are, and their ratio."""
+"""RMS per block during training: how large x, F(x) and the block output are, and their ratio.
+
+Named for what it measures, not "signal": ``analyze signal`` is Brock et al. 2021's signal
+propagation plot (channel mean and variance at init, a probe); this is a callback's per-block RMS
+along the run. Records written before 2026-12-03 keep it under ``diagnostics.signal`` (read under
+the new name: ``residual_lab.results.loading.RENAMED_DIAGNOSTICS``)."""
 
 from __future__ import annotations
 
@@ -8,11 +13,11 @@ import torch
 from residual_lab.callbacks.base import BlockHookCallback, rms
 
 
-class ForwardSignal(BlockHookCallback):
+class BlockRMS(BlockHookCallback):
     """Per block: RMS of its input x, of its residual-branch output F(x), of its output.
 
-    Logs ``signal/rms_in/<block>``, ``signal/rms_residual/<block>``, ``signal/rms_out/<block>``
-    and ``signal/ratio/<block>`` = RMS(F(x)) / RMS(x). F(x) is the branch ``blk.residual``
+    Logs ``block_rms/rms_in/<block>``, ``block_rms/rms_residual/<block>``, ``block_rms/rms_out/<block>``
+    and ``block_rms/ratio/<block>`` = RMS(F(x)) / RMS(x). F(x) is the branch ``blk.residual``
     before a SkipInit or ReZero gate, as Brock et al. 2021 measure it (whatever the gate's
     value). For blocks that keep the shape the ratio equals ||F(x)|| / ||x||; for the
     downsampling first block of a stage (half the elements) it is the per-element version,
@@ -26,7 +31,7 @@ class ForwardSignal(BlockHookCallback):
     activation is kept (plain blocks apply an in-place ReLU to F(x) right after).
     """
 
-    summary_key = "signal"
+    summary_key = "block_rms"
     KINDS = ("rms_in", "rms_residual", "rms_out")
 
     def __init__(self, every_n_steps: int = 50) -> None:
@@ -60,7 +65,7 @@ class ForwardSignal(BlockHookCallback):
         table = torch.cat([table, (table[1] / table[0]).unsqueeze(0)])
         rows = dict(zip((*self.KINDS, "ratio"), table.tolist()))  # the one host transfer
         step = trainer.global_step
-        metrics = {f"signal/{k}/{t}": v for k, row in rows.items() for t, v in zip(self.block_tags, row)}
+        metrics = {f"block_rms/{k}/{t}": v for k, row in rows.items() for t, v in zip(self.block_tags, row)}
         self.log_metrics(trainer, metrics, step)
         self.latest = {"step": step, "blocks": list(self.blocks), **rows}
 
