@@ -104,6 +104,15 @@ def cases(work: Path):
     code = run(work, "run", *TINY, "seed=1", f"hydra.run.dir={one}")
     yield ("a second run (`seed=1`) into a finished run's `hydra.run.dir`", code,
            "first summary.json " + ("unchanged" if (one / "summary.json").read_text() == before else "CHANGED"))
+    from residual_lab.run_dir import RunLock
+
+    locked = work / "locked"
+    (locked / "0_resnet-8-identity").mkdir(parents=True)
+    with RunLock(locked / "0_resnet-8-identity"):  # another run holds job 0's directory
+        code = run(work, "run", "-m", *TINY, "optimizer.lr=0.05,0.01", f"hydra.sweep.dir={locked}")
+    yield ("a sweep whose job 0 directory is locked by a running run", code,
+           f"job 0 summary.json: {(locked / '0_resnet-8-identity' / 'summary.json').exists()}; "
+           + summary(locked / "1_resnet-8-identity", "status"))
     for override in ("shortcut=none", "seed=1", "optimizer.lr=0.5", "data.batch_size=32", "optimizer=adam"):
         yield f"`resume=<run> {override}`", run(work, "run", f"resume={one}", override), ""
     code = run(work, "run", f"resume={one}")
