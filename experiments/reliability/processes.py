@@ -35,9 +35,9 @@ FOLDER = [*[o for o in TINY if not o.startswith("data.source") and o != "data.va
 
 def run(work: Path, module: str, *args: str) -> tuple[int, bool, str]:
     """``python -m residual_lab.<module> <args>``: (exit code, traceback printed, last line)."""
-    proc = subprocess.run([sys.executable, "-m", f"residual_lab.{module}", *args], capture_output=True, text=True,
-                          cwd=work, timeout=900)
-    out = proc.stdout + proc.stderr
+    proc = subprocess.run([sys.executable, "-m", f"residual_lab.{module}", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, cwd=work, timeout=900)  # one stream, in order
+    out = proc.stdout
     lines = [line.strip() for line in re.split(r"[\r\n]", out) if line.strip()]
     last = lines[-1] if lines else ""
     return proc.returncode, "Traceback (most recent call last)" in out, last.replace(str(work), "<tmp>")
