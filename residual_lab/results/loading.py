@@ -225,6 +225,10 @@ def find_runs(root: str | Path | Sequence[str | Path], max_depth: int = 3) -> li
     return sorted(runs, key=lambda r: natural_key(r.path))
 
 
+#: curves.csv column -> TensorBoard tag (``train_full_error`` is ``train_full/error``, not ``train/full_error``).
+_COLUMN_TAGS = {t.replace("/", "_"): t for t in RECORD_TAGS}
+
+
 def read_curves_csv(path: str | Path, tags: tuple[str, ...] | None = None) -> dict[str, tuple[list[int], list[float]]]:
     """``{tag: (steps, values)}`` from a run record's ``curves.csv`` (empty cell: not logged)."""
     with open(path, newline="") as f:
@@ -234,7 +238,7 @@ def read_curves_csv(path: str | Path, tags: tuple[str, ...] | None = None) -> di
         for line in reader:
             for col in columns:
                 if line[col] not in ("", None):
-                    steps, values = out.setdefault(col.replace("_", "/", 1), ([], []))
+                    steps, values = out.setdefault(_COLUMN_TAGS.get(col, col.replace("_", "/", 1)), ([], []))
                     steps.append(int(line["step"]))
                     values.append(float(line[col]))
     return {t: sv for t, sv in out.items() if tags is None or t in tags}
