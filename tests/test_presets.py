@@ -51,6 +51,18 @@ def test_table6_takes_1202_and_seeds_from_the_command_line():
     assert [(c.depth, c.seed, c.scheduler.warmup_steps) for c in cfgs] == [(1202, 0, 400), (1202, 1, 400), (1202, 2, 400)]
 
 
+def test_ladder_rungs_keep_five_measuring_points_each_and_the_500_step_rung_is_fig6s():
+    """The curve callbacks (train_split_error) measure every trainer.val_check_interval steps:
+    scaled with the rung (100 at 500 steps, as fig6's budget=cpu runs), 5 points per run, so a
+    6000-step rung does not spend 60 full measurements."""
+    cfgs = expand("experiment=ladder", "budget=cpu", "seed=0")
+    assert len(cfgs) == 16
+    by_steps = {c.trainer.max_steps: c.trainer.val_check_interval for c in cfgs}
+    assert by_steps == {500: 100, 1500: 300, 3000: 600, 6000: 1200}
+    assert {c.protocol.test_weights for c in cfgs} == {"final"}
+    assert {c.scheduler.warmup_steps for c in cfgs} == {200}
+
+
 def test_shortcuts_are_options_a_b_c_at_20_and_56():
     assert names(expand("experiment=shortcuts")) == [
         "resnet-20-identity", "resnet-20-projection", "resnet-20-full_projection",
