@@ -66,9 +66,22 @@ class StagedNet(BlockNet):
     :class:`~residual_lab.models.protocol.BlockNet` whose blocks sit in ``self.stages``
     (Stages of blocks), named ``stages.<i>.blocks.<j>``."""
 
+    #: With ``init=fixup``: the lr of the scalar biases, multipliers and biases, as a multiple of
+    #: the lr (the authors' cifar_train.py: 1/10). Each net sets it from its constructor.
+    fixup_scalar_lr_scale: float = 0.1
+
     @property
     def trunk(self) -> nn.Module:
         return self.stages
+
+    def parameter_groups(self) -> list[dict]:
+        """Optimizer parameter groups (the LightningModule scales a group's lr by its
+        ``lr_scale``): Fixup's scalars at ``fixup_scalar_lr_scale`` times the lr as in the
+        authors' code (:func:`residual_lab.models.variants.fixup_parameter_groups`); one group
+        for every other init."""
+        if getattr(self, "init", None) == "fixup":
+            return fixup_parameter_groups(self, self.fixup_scalar_lr_scale)
+        return [{"params": list(self.parameters())}]
 
 
 class CifarResNet(StagedNet):
@@ -161,15 +174,6 @@ class CifarResNet(StagedNet):
             for _, blk in self.named_blocks():
                 if blk.shortcut is not None:
                     blk.zero_init_last()
-
-    def parameter_groups(self) -> list[dict]:
-        """Optimizer parameter groups (the LightningModule scales a group's lr by its
-        ``lr_scale``): Fixup's scalars at ``fixup_scalar_lr_scale`` times the lr as in the
-        authors' code (:func:`residual_lab.models.variants.fixup_parameter_groups`); one group
-        for every other init."""
-        if self.init == "fixup":
-            return fixup_parameter_groups(self, self.fixup_scalar_lr_scale)
-        return [{"params": list(self.parameters())}]
 
     def extra_repr(self) -> str:
         return (f"depth={self.depth}, shortcut={self.shortcut}, block={self.block}, norm={self.norm}, "

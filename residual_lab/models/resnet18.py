@@ -40,12 +40,15 @@ class ResNet18(StagedNet):
         dropout: probability of zeroing a pooled feature before the classifier.
         init: a key of :data:`residual_lab.models.init.INITS` (``skipinit``, ``rezero`` and
             ``fixup`` also build their layout: :mod:`residual_lab.models.variants`).
+        fixup_scalar_lr_scale: with ``init=fixup``, the lr of the scalar biases and multipliers
+            as a multiple of the lr (the Fixup authors': 0.1); unused by other inits.
     """
 
     def __init__(self, *, depth: int, shortcut: str, block: str = "basic", width: int = 64,
                  norm: str = "batch", num_classes: int = 10, dropout: float = 0.0,
-                 init: str = "kaiming_fan_out") -> None:
+                 init: str = "kaiming_fan_out", fixup_scalar_lr_scale: float = 0.1) -> None:
         super().__init__()
+        self.fixup_scalar_lr_scale = fixup_scalar_lr_scale
         if depth not in LAYOUTS:
             raise ValueError(f"depth {depth} is not a ResNet layout; valid depths: {', '.join(map(str, LAYOUTS))}")
         check_choice("shortcut", shortcut, SHORTCUTS)

@@ -273,3 +273,23 @@ def test_skipinit_net_is_the_references_head_with_a_zero_classifier():
     for _, blk in net.named_blocks():
         features = _reference_skipinit_block(blk, features, 0.3)
     torch.testing.assert_close(net(x), net.head.fc(torch.relu(features).mean((2, 3))))
+
+
+def test_resnet18_with_fixup_trains_its_scalars_at_a_tenth_of_the_lr_too():
+    """The scalar group belongs to every staged ResNet (StagedNet), not only CifarResNet: a
+    ResNet-18 with ``init=fixup`` had one group, so its scalars trained at the full lr."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from residual_lab.models.variants import ScalarBias, ScalarScale
+    from residual_lab.run import CONFIG_DIR
+
+    model_cfg = OmegaConf.merge(OmegaConf.load(f"{CONFIG_DIR}/model/resnet18.yaml").model,
+                                {"depth": 10, "shortcut": "identity", "block": "basic", "width": 8, "norm": "none",
+                                 "num_classes": 10, "init": "fixup"})
+    net = instantiate(model_cfg)
+    groups = net.parameter_groups()
+    scalars = [p for m in net.modules() if isinstance(m, (ScalarBias, ScalarScale)) for p in m.parameters()]
+    assert [g.get("lr_scale", 1.0) for g in groups] == [0.1, 1.0]
+    assert {id(p) for p in scalars} <= {id(p) for p in groups[0]["params"]} and len(scalars) > 0
+    assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
