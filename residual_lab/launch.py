@@ -130,8 +130,7 @@ class Launch:
             return
         fields = {**config_fields(cfg), "status": "failed", "reason": outcome.reason, "steps": None,
                   "output_dir": str(output_dir), **({"bad_input": True} if outcome.bad_input else {})}
-        not_ours = (isinstance(outcome.error, DirectoryTaken) and not self.claimed) or \
-            (not self.claimed and holds_a_run(output_dir))
+        not_ours = not self.claimed and (isinstance(outcome.error, DirectoryTaken) or holds_a_run(output_dir))
         if self.resume or not_ours:
             if self.multirun and not_ours:  # another run's directory: the sweep's ledger counts the job
                 console.record_failed_job(Path(HydraConfig.get().sweep.dir), output_dir.name, fields)

@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from residual_lab.summary import (SUMMARY_FILE, SUMMARY_VERSION, config_fields, final_weights_errors, planned_processes,
-                                  ran_fields, split_sizes,
-                                  tidy)
+                                  ran_fields, split_sizes, tidy)
 
 #: Where a rebuilt summary's numbers come from (its ``rebuilt_from`` field).
 REBUILT_FROM = ["checkpoints/last.ckpt", "tensorboard events"]
@@ -83,15 +82,14 @@ def _best_checkpoint(state: dict[str, Any]) -> tuple[str | None, float | None]:
 def _what_ran(state: dict[str, Any], cfg: Any) -> tuple[dict[str, Any], bool]:
     """``({precision, world_size, accumulate}, known)`` of the run, from its checkpoint's record
     (``lit_module.on_save_checkpoint``). A checkpoint from before the record gives the config's
-    precision and the world size only where the config fixes it (``trainer.devices=1``), ``known``
-    False: the rebuilding machine's Lightning would
-    substitute its own (a GPU's ``16-mixed`` read on a CPU is ``bf16-mixed``)."""
-    trainer_cfg = cfg.trainer
+    precision and the world size only where the config fixes it (``trainer.devices=1``), with
+    ``known`` False; this machine's Lightning is not asked, as it would substitute its own (a
+    GPU's ``16-mixed`` read on a CPU is ``bf16-mixed``)."""
     ran = state.get("ran")
     if isinstance(ran, dict) and {"precision", "world_size", "accumulate"} <= ran.keys():
         return ran, True
-    return {"precision": str(trainer_cfg.precision), "world_size": planned_processes(cfg)["world_size"],
-            "accumulate": int(trainer_cfg.get("accumulate_grad_batches") or 1)}, False
+    return {"precision": str(cfg.trainer.precision), "world_size": planned_processes(cfg)["world_size"],
+            "accumulate": int(cfg.trainer.get("accumulate_grad_batches") or 1)}, False
 
 
 def _evaluate_final_weights(cfg: Any, state: dict[str, Any], tested_final: bool) -> tuple[dict[str, float], dict[str, int]]:

@@ -107,7 +107,8 @@ class InMemoryDataModule(L.LightningDataModule):
         }
         self.classes = data.classes
         mean, std = channel_stats(self.splits["train"][0])
-        for c in (std == 0).nonzero().flatten().tolist():
+        if (std == 0).any():
+            c = int((std == 0).nonzero()[0])
             raise UserFacingError(f"every training image has the value {round(float(mean[c]) * 255)}/255 in channel {c} "
                                   "(std 0): standardising would divide by zero; the images carry nothing to learn "
                                   f"there; check {self.root or 'data.source'}")
