@@ -35,5 +35,9 @@ def test_model_is_what_it_was_at_68815a8(case, cls, kwargs, shape):
         assert got["error"] == want["error"]
         return
     assert got["state"] == want["state"]  # names, order, values: bit for bit
-    # Bit for bit on the machine that wrote them; another CPU's kernels may round differently.
-    torch.testing.assert_close(torch.tensor(got["out"]), torch.tensor(want["out"]), rtol=1e-5, atol=1e-6)
+    # Bit for bit on the machine that wrote them; another CPU's kernels may round differently,
+    # by float32 rounding of the output's own scale (an un-normalised net's logits reach ~20:
+    # 6e-6 apart on an AVX-512 EPYC, 2026-12-04). A changed layer moves them by that scale.
+    out_got, out_want = torch.tensor(got["out"]), torch.tensor(want["out"])
+    scale = max(1.0, out_want.abs().max().item())
+    torch.testing.assert_close(out_got, out_want, rtol=1e-5, atol=1e-6 * scale)
