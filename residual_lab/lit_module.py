@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from typing import Annotated, Callable
 
 import lightning as L
 from lightning.pytorch.callbacks import Timer
@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
+
+from residual_lab.schema import at_least
 
 
 class ImageClassifier(L.LightningModule):
@@ -43,7 +45,7 @@ class ImageClassifier(L.LightningModule):
 
     def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Callable, *,
                  num_classes: int, channels_last: bool = True, compile: bool = False,
-                 schedule_steps: int | None = None) -> None:
+                 schedule_steps: Annotated[int | None, at_least(1)] = None) -> None:
         super().__init__()
         # Only plain values: checkpoints must load with weights_only=True (the partials live in
         # the run's .hydra/config.yaml, which is what rebuilds a run).

@@ -69,6 +69,8 @@ def one_of(*choices: Any) -> Range:
 
 
 POSITIVE = Range(lambda v: not _number(v) or v > 0, "> 0")
+#: A count of at least one: steps between measurements, heads, a patch's side.
+PositiveInt = Annotated[int, at_least(1)]
 SEED = Range(lambda v: 0 <= v <= MAX_SEED, f"from 0 to {MAX_SEED} (the seeds numpy accepts)")
 FRACTION_OR_COUNT = Range(lambda v: not _number(v) or (v >= 0 if isinstance(v, int) else 0 <= v <= 1),
                           "a batch count >= 0 or a fraction from 0.0 to 1.0")
@@ -97,11 +99,6 @@ RANGES_BY_TARGET: dict[str, dict[str, Range]] = {
         "precision": Range(lambda v: v in PRECISIONS, "one of 32-true, 16-mixed, bf16-mixed (64-bit, 16-true, "
                                                       "bf16-true and transformer-engine are not supported)")},
     "lightning.pytorch.callbacks.*": {"every_n_train_steps": at_least(0)},
-    # Ours, in files other work owns this round: move each next to its argument.
-    "residual_lab.callbacks.*": {"every_n_steps": at_least(1), "refresh_rate": at_least(0)},
-    "residual_lab.lit_module.*": {"schedule_steps": at_least(1)},
-    "residual_lab.models.VisionTransformer": {"heads": at_least(1), "patch": at_least(1), "image_size": at_least(1),
-                                              "mlp_ratio": at_least(1)},
 }
 
 

@@ -1,4 +1,4 @@
-"""What the README and docs/ say matches the configs (issue 30): every budget, logger and
+"""What the README and docs/ say matches the configs: every budget, logger and
 callbacks option listed where its group is listed, the synthetic data described by its real
 sizes, bf16 advice per CPU, ``torch_threads`` in the README, and a README short enough to read."""
 

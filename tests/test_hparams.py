@@ -1,4 +1,4 @@
-"""TensorBoard's HParams table over the runs of one logdir (issue 30): every hyper-parameter
+"""TensorBoard's HParams table over the runs of one logdir: every hyper-parameter
 that differs between the runs is marked as differing, so the table shows it.
 
 Read back as TensorBoard builds the table: the hparams plugin data of every event file under

@@ -1,5 +1,5 @@
 """The loggers people use (``logger=tensorboard|csv|mlflow|wandb``), training speed in them,
-``experiment=debug`` and early stopping (issue 30). MLflow and W&B are tested offline: every
+``experiment=debug`` and early stopping. MLflow and W&B are tested offline: every
 connection this process opens to a non-loopback address is refused, and the HTTP proxies point
 at a closed port, so a logger that tried the network would fail the run."""
 

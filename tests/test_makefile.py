@@ -1,5 +1,5 @@
 """`make setup` on a machine without a GPU: torch's CPU build from PyTorch's CPU wheel index when
-that index answers, else the default build with a one-line note (issue 30).
+that index answers, else the default build with a one-line note.
 
 make runs the real Makefile against a stand-in venv whose ``python`` records every pip command
 and runs anything else (the index probe) with this interpreter, so nothing is installed.

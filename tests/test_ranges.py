@@ -1,4 +1,4 @@
-"""Values a type allows but no run can use (issue 27): each stops with one sentence and exit 2.
+"""Values a type allows but no run can use: each stops with one sentence and exit 2.
 
 Each case once trained nonsense (momentum 2, a warm-up longer than the run, a ViT patch that
 drops pixel rows), hung (``num_nodes=2`` on one machine) or ended in a traceback.

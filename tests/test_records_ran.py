@@ -1,4 +1,4 @@
-"""summary.json records what ran (issue 27): the precision Lightning substituted, the processes
+"""summary.json records what ran: the precision Lightning substituted, the processes
 and global batch, the tested checkpoint and the protocol that follows, the split sizes; a
 resumed or rebuilt record keeps what it measured; the report keeps unlike runs apart."""
 

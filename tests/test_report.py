@@ -287,7 +287,7 @@ def test_reference_entries_are_the_papers_nets_with_their_statistic():
     assert {e["shortcut"] for e in entries if "bottleneck" in e["block"]} == {"projection"}
     for e in entries:
         if e["depth"] == 1001:
-            continue  # 10.3M built vs the paper's 10.2M: issue 12's open item, not a reference error
+            continue  # 10.3M built vs the paper's 10.2M: an open item (the paper's count is not reproduced), not a reference error
         net = CifarResNet(depth=e["depth"], shortcut=e["shortcut"], block=e["block"], norm=e["norm"])
         ours = sum(p.numel() for p in net.parameters()) / 1e6
         digits = len(str(e["params_m"]).split(".")[1])

@@ -1,4 +1,4 @@
-"""Issue 27's inputs as real processes: for each, the exit code, whether a traceback was
+"""Bad inputs as real processes: for each, the exit code, whether a traceback was
 printed, the last line printed and what the run's records say afterwards, as a markdown table.
 
 The tests hold each behaviour in-process (docs/reliability.md names them); this is the same

@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from residual_lab.models.layer_names import blocks, compiled, network, sortable
+from residual_lab.schema import PositiveInt
 
 
 def norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -48,7 +49,7 @@ class IntervalCallback(L.Callback):
 
     summary_key: str = "diagnostic"
 
-    def __init__(self, every_n_steps: int = 50) -> None:
+    def __init__(self, every_n_steps: PositiveInt = 50) -> None:
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
         self.every_n_steps = every_n_steps
@@ -84,7 +85,7 @@ class BlockHookCallback(IntervalCallback):
     """A diagnostic that hooks every block's forward: knows the blocks in network order and
     stands down on a ``torch.compile``'d net, whose forward ignores hooks added later."""
 
-    def __init__(self, every_n_steps: int = 50) -> None:
+    def __init__(self, every_n_steps: PositiveInt = 50) -> None:
         super().__init__(every_n_steps)
         self.block_tags: list[str] = []
         self._handles: list = []  # the hooks attached for the current measuring step

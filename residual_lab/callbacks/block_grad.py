@@ -6,6 +6,7 @@ import lightning as L
 import torch
 
 from residual_lab.callbacks.base import BlockHookCallback, rms
+from residual_lab.schema import PositiveInt
 
 
 def loss_scale(trainer: L.Trainer) -> torch.Tensor | None:
@@ -44,7 +45,7 @@ class BlockInputGradients(BlockHookCallback):
 
     summary_key = "block_grad"
 
-    def __init__(self, every_n_steps: int = 50) -> None:
+    def __init__(self, every_n_steps: PositiveInt = 50) -> None:
         super().__init__(every_n_steps)
         self.blocks: list[str] = []
 

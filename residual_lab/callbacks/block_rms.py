@@ -11,6 +11,7 @@ import lightning as L
 import torch
 
 from residual_lab.callbacks.base import BlockHookCallback, rms
+from residual_lab.schema import PositiveInt
 
 
 class BlockRMS(BlockHookCallback):
@@ -34,7 +35,7 @@ class BlockRMS(BlockHookCallback):
     summary_key = "block_rms"
     KINDS = ("rms_in", "rms_residual", "rms_out")
 
-    def __init__(self, every_n_steps: int = 50) -> None:
+    def __init__(self, every_n_steps: PositiveInt = 50) -> None:
         super().__init__(every_n_steps)
         self.blocks: list[str] = []
         self._values: dict[tuple[str, int], torch.Tensor] = {}

@@ -8,6 +8,7 @@ import torch
 
 from residual_lab.callbacks.base import IntervalCallback, norms
 from residual_lab.models.layer_names import group_of, network, sortable, weighted_layers
+from residual_lab.schema import PositiveInt
 
 
 class GradNorms(IntervalCallback):
@@ -35,7 +36,7 @@ class GradNorms(IntervalCallback):
 
     summary_key = "grad_norm"
 
-    def __init__(self, every_n_steps: int = 50, max_history: int = 256) -> None:
+    def __init__(self, every_n_steps: PositiveInt = 50, max_history: int = 256) -> None:
         super().__init__(every_n_steps)
         self.max_history = max_history
         self.layers: list[str] = []

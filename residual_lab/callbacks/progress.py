@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
+
+from residual_lab.schema import at_least
 
 
 class ProgressBar(TQDMProgressBar):
@@ -26,7 +28,8 @@ class ProgressBar(TQDMProgressBar):
     #: Logged name -> label on the bar, in the order shown.
     SHOWN = {"train/loss": "loss", "train/error": "error", "val/error": "val error"}
 
-    def __init__(self, refresh_rate: int = 20, process_position: int = 0, leave: bool = False) -> None:
+    def __init__(self, refresh_rate: Annotated[int, at_least(0)] = 20, process_position: int = 0,
+                 leave: bool = False) -> None:
         super().__init__(refresh_rate=refresh_rate, process_position=process_position, leave=leave)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -9,6 +9,7 @@ import lightning as L
 import psutil
 
 from residual_lab.callbacks.base import IntervalCallback
+from residual_lab.schema import PositiveInt
 
 _MB = 2**20
 
@@ -28,7 +29,7 @@ class ResourceMonitor(IntervalCallback):
 
     summary_key = "resources"
 
-    def __init__(self, every_n_steps: int = 50) -> None:
+    def __init__(self, every_n_steps: PositiveInt = 50) -> None:
         super().__init__(every_n_steps)
         self._process = psutil.Process()
 

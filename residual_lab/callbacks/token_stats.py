@@ -7,6 +7,7 @@ import torch
 
 from residual_lab.callbacks.base import BlockHookCallback
 from residual_lab.models.layer_names import network
+from residual_lab.schema import PositiveInt
 
 
 def var_ratio(branch: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
@@ -50,7 +51,7 @@ class TokenStats(BlockHookCallback):
     summary_key = "token_stats"
     KINDS = ("var_ratio", "rank_collapse")
 
-    def __init__(self, every_n_steps: int = 50) -> None:
+    def __init__(self, every_n_steps: PositiveInt = 50) -> None:
         super().__init__(every_n_steps)
         self.blocks: list[str] = []
         self.initial: dict = {}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 import lightning as L
 
 from residual_lab.callbacks.base import IntervalCallback
+from residual_lab.schema import at_least
 
 
 class TrainSpeed(L.Callback):
@@ -32,7 +34,7 @@ class TrainSpeed(L.Callback):
             so the speed has a point wherever ``train/loss`` has one.
     """
 
-    def __init__(self, skip_steps: int = 5, every_n_steps: int | None = None) -> None:
+    def __init__(self, skip_steps: int = 5, every_n_steps: Annotated[int | None, at_least(1)] = None) -> None:
         if every_n_steps is not None and every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
         self.skip_steps = skip_steps

@@ -12,9 +12,12 @@ every step; this one says where along the run the net's own training error stand
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import lightning as L
 
 from residual_lab.callbacks.base import IntervalCallback
+from residual_lab.schema import at_least
 
 
 class TrainSplitError(L.Callback):
@@ -28,7 +31,7 @@ class TrainSplitError(L.Callback):
             class-sorted folder in proportion), the same ones at every measurement.
     """
 
-    def __init__(self, every_n_steps: int | float | None = None, images: int = 5000) -> None:
+    def __init__(self, every_n_steps: Annotated[int | float | None, at_least(1)] = None, images: int = 5000) -> None:
         if isinstance(every_n_steps, float):  # trainer.val_check_interval as a fraction of an epoch
             every_n_steps = None
         if every_n_steps is not None and every_n_steps < 1:

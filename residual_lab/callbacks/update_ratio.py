@@ -7,6 +7,7 @@ import torch
 
 from residual_lab.callbacks.base import IntervalCallback, norms
 from residual_lab.models.layer_names import network, sortable, weighted_layers
+from residual_lab.schema import PositiveInt
 
 
 class UpdateRatio(IntervalCallback):
@@ -24,7 +25,7 @@ class UpdateRatio(IntervalCallback):
 
     summary_key = "update_ratio"
 
-    def __init__(self, every_n_steps: int = 50) -> None:
+    def __init__(self, every_n_steps: PositiveInt = 50) -> None:
         super().__init__(every_n_steps)
         self.layers: list[str] = []
         self._before: list[torch.Tensor] | None = None

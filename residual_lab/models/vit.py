@@ -19,6 +19,7 @@ from torch import nn
 
 from residual_lab.models.layers import check_choice
 from residual_lab.models.protocol import BlockNet, ResidualBlock
+from residual_lab.schema import PositiveInt
 
 #: ``block`` choices: where the LayerNorm of each residual unit sits.
 VIT_BLOCKS = ("preln", "postln")
@@ -123,7 +124,8 @@ class VisionTransformer(BlockNet):
     tokens = True
 
     def __init__(self, *, depth: int, shortcut: str, block: str, width: int, norm: str, num_classes: int = 10,
-                 heads: int = 4, mlp_ratio: int = 4, patch: int = 4, pool: str = "cls", image_size: int = 32) -> None:
+                 heads: PositiveInt = 4, mlp_ratio: PositiveInt = 4, patch: PositiveInt = 4, pool: str = "cls",
+                 image_size: PositiveInt = 32) -> None:
         super().__init__()
         check_choice("shortcut", shortcut, VIT_SHORTCUTS)
         check_choice("block", block, VIT_BLOCKS)

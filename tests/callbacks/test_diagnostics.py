@@ -137,7 +137,7 @@ def test_values_equal_a_hand_computed_autograd_reference(make_cfg):
     assert rel_err(grad["stages"]["head"], dw[19]) < 1e-5
 
     # Activation norms are float32 sums over ~1M elements (64x16x32x32): ~2e-5 relative, a
-    # rounding no log-scale figure shows (issue 17); weight norms (<= 37k elements) stay at 1e-5.
+    # rounding no log-scale figure shows; weight norms (<= 37k elements) stay at 1e-5.
     tol = 1e-4
     block = by_type[BlockInputGradients]
     assert block["blocks"] == RESNET20_BLOCKS

@@ -1,4 +1,4 @@
-"""Image folders checked once at load (issue 27): pixel mode and bit depth, one size across
+"""Image folders checked once at load: pixel mode and bit depth, one size across
 splits, no empty class, hidden entries ignored, unreadable folders and symlink loops named in
 one sentence, and a cache that is verified and rebuilt when it is stale or corrupt. Every
 refusal is a :class:`UserFacingError` (one sentence, exit 2). Folders: 2 classes x 3 images."""

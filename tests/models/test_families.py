@@ -1,4 +1,4 @@
-"""Every model family (issue 15): exact sizes, forward/backward of every option, plain twins
+"""Every model family: exact sizes, forward/backward of every option, plain twins
 without any skip, stable diagnostic tags, and a 1-step run that writes summary.json."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The fx plain twin computes exactly what a plain net written by hand computes.
 
-Issue 28's proof that the pass is right: same weights, same input, bitwise equal outputs
+The proof that the pass is right: same weights, same input, bitwise equal outputs
 (the assertion prints the largest absolute difference), and one removed addition per block.
 """
 

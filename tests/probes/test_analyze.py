@@ -35,7 +35,7 @@ def test_first_bare_word_names_the_analysis():
 @pytest.mark.parametrize("argv,problem", [([], "no analysis named"), (["depth=56"], "no analysis named"),
                                           (["hesian", "depth=56"], "unknown analysis 'hesian'")])
 def test_no_or_a_misspelt_analysis_lists_every_analysis_and_exits_2(argv, problem, monkeypatch, capsys):
-    """Issue 30: the bare command, or a wrong name, prints one line per analysis (name and
+    """The bare command, or a wrong name, prints one line per analysis (name and
     description) and exits with status 2, without a traceback and without running Hydra."""
     from residual_lab import analyze as app
     from residual_lab.probes import DESCRIPTIONS, PROBES
