@@ -1,10 +1,12 @@
 """What the README and docs/ say matches the configs: every budget, logger and
 callbacks option listed where its group is listed, the synthetic data described by its real
-sizes, bf16 advice per CPU, ``torch_threads`` in the README, and a README short enough to read."""
+sizes, bf16 advice per CPU, ``torch_threads`` in the README, every extra described by what it
+installs, and a README short enough to read."""
 
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,20 @@ def _options(group: str) -> list[str]:
 def _group_row(group: str) -> str:
     (row,) = [line for line in CONFIGURATION.splitlines() if line.startswith(f"| `{group}` |")]
     return row
+
+
+def test_every_extra_has_a_row_naming_what_it_installs():
+    """docs/installing.md's extras table against pyproject.toml: one row per extra, each
+    package it pulls in named in its row (an extra that includes others names them)."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    rows = {m.group(1): line for line in (ROOT / "docs" / "installing.md").read_text().splitlines()
+            if (m := re.match(r"\| `(\w+)` \|", line))}
+    assert sorted(rows) == sorted(extras)
+    for extra, requirements in extras.items():
+        names = [re.split(r"[<>=\[ ]", r, maxsplit=1)[0] for r in requirements]
+        included = re.search(r"\[(.+)\]", next((r for r in requirements if r.startswith("residual_lab[")), ""))
+        names = [n for n in names if n != "residual_lab"] + (included.group(1).split(",") if included else [])
+        assert [n for n in names if f"`{n}`" not in rows[extra]] == [], extra
 
 
 def test_readme_stays_under_8000_bytes():

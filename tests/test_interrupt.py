@@ -68,3 +68,21 @@ def test_ctrl_c_exits_130_and_the_printed_command_resumes_into_the_same_run_dire
     log = (run_dir / "run.log").read_text()
     assert log.startswith(first_log) and "resuming" in log[len(first_log):]  # appended, not replaced
     assert (run_dir / ".hydra" / "config.yaml").read_text() == saved_config  # what resume rebuilds from
+
+
+def test_after_ctrl_c_with_the_progress_bar_on_the_resume_command_is_the_last_line(tmp_path):
+    """What a terminal shows (stdout and stderr in one stream, the bar redrawn with carriage
+    returns): nothing, not even a last redraw of the bar, comes after the resume command."""
+    env = {**os.environ, "RESIDUAL_LAB_ROOT": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    shown = [a for a in TINY if a not in ("trainer.enable_progress_bar=false", "callbacks=none")]
+    command = [sys.executable, "-m", "residual_lab.run", *shown, "callbacks.progress_bar.refresh_rate=1",
+               "+callbacks.ctrl_c._target_=tests.test_interrupt.CtrlCAt", "+callbacks.ctrl_c.step=2"]
+    first = subprocess.run(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=300, start_new_session=True)
+    assert first.returncode == 130, first.stdout[-3000:]
+    [run_dir] = (tmp_path / "logs" / "runs").glob("*/*")
+    screen = [line.rsplit("\r", 1)[-1].rstrip() for line in first.stdout.split("\n")]  # what stays on screen
+    screen = [line for line in screen if line]
+    assert "Epoch" in first.stdout  # the bar was drawn
+    assert screen[-2] == f"residual_lab: stopped by SIGINT; resume into {run_dir} with:", screen[-4:]
+    assert screen[-1].strip().endswith(f"-m residual_lab.run resume={run_dir}"), screen[-4:]

@@ -3,6 +3,8 @@ net on them, and BatchNorm statistics for a freshly initialised net."""
 
 from __future__ import annotations
 
+import sys
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,6 +28,15 @@ def images(datamodule, split: str = "test", n: int | None = None, seed: int = 0,
         x, y = x[idx.to(x.device)], y[idx.to(y.device)]
     mean, std = datamodule.mean.to(device), datamodule.std.to(device)
     return normalize(x.to(device), mean, std), y.to(device)
+
+
+def progress(total: int, what: str):
+    """A bar on stderr counting an analysis's ``total`` passes over its images (``with
+    progress(n, "lesion") as bar: ... bar.update()``): lesion, landscape and hessian run tens to
+    hundreds of them, minutes on a CPU, and a silent command looks hung."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=what, unit="pass", file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
 
 
 @torch.no_grad()

@@ -48,13 +48,14 @@ int}``; eigenvalues and traces in units of the loss (nats) per parameter squared
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from residual_lab.probes import curvature
-from residual_lab.probes.common import calibrate_batch_norm, images
+from residual_lab.probes.common import calibrate_batch_norm, images, progress
 
 
 class LossHessian:
@@ -65,8 +66,10 @@ class LossHessian:
     by its share of the images (memory of one chunk, as PyHessian's data-loader mode).
     """
 
-    def __init__(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
+    def __init__(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                 on_product: Callable[[], object] | None = None) -> None:
         self.net = net
+        self.on_product = on_product  # called once per product (a progress bar's update)
         self.params = [p for p in net.parameters() if p.requires_grad]
         self.numel = [p.numel() for p in self.params]
         self.n = sum(self.numel)
@@ -91,6 +94,8 @@ class LossHessian:
                           for h, n in zip(hv, self.numel)])
 
     def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        if self.on_product is not None:
+            self.on_product()
         if self._grads is not None:
             return self._hvp(self._grads, v)
         out = torch.zeros_like(v)
@@ -156,9 +161,10 @@ def analyze(net: nn.Module, datamodule, options, trained: bool) -> dict:
     if not trained:
         calibrate_batch_norm(net, x)
     net.eval()
-    op = LossHessian(net, x, y, options.batch_size)
     generator = torch.Generator().manual_seed(options.seed)
-    return {"images": len(y), "split": options.split, "loss": op.loss(), **measure(op, net, options, generator)}
+    with progress(options.trace_probes + options.slq_runs * options.lanczos_steps, "hessian") as bar:
+        op = LossHessian(net, x, y, options.batch_size, on_product=bar.update)
+        return {"images": len(y), "split": options.split, "loss": op.loss(), **measure(op, net, options, generator)}
 
 
 def figures(result: dict) -> dict:

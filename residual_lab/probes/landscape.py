@@ -25,7 +25,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from residual_lab.probes.common import evaluate, images
+from residual_lab.probes.common import evaluate, images, progress
 
 
 def filter_normalized_direction(net: nn.Module, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -63,25 +63,28 @@ def analyze(net: nn.Module, datamodule, options, trained: bool) -> dict:
     net.eval()
     gen = torch.Generator().manual_seed(options.seed)
     d1, d2 = filter_normalized_direction(net, gen), filter_normalized_direction(net, gen)
-    ev = lambda: evaluate(net, x, y, options.batch_size)  # noqa: E731
     result = {"images": len(y), "split": options.split, "span": options.span}
-
     coords = torch.linspace(-options.span, options.span, options.points_1d).tolist()
-    line = []
-    for a in coords:
-        with moved(net, [(a, d1)]):
-            line.append(ev())
-    result.update(coords_1d=coords, loss_1d=[v[0] for v in line], error_1d=[v[1] for v in line])
-
     coords2 = torch.linspace(-options.span, options.span, options.points_2d).tolist() if options.points_2d else []
-    loss2, err2 = [], []
-    for a in coords2:
-        row = []
-        for b in coords2:
-            with moved(net, [(a, d1), (b, d2)]):
-                row.append(ev())
-        loss2.append([v[0] for v in row])
-        err2.append([v[1] for v in row])
+    with progress(len(coords) + len(coords2) ** 2, "landscape") as bar:
+        def ev() -> tuple[float, float]:
+            bar.update()
+            return evaluate(net, x, y, options.batch_size)
+
+        line = []
+        for a in coords:
+            with moved(net, [(a, d1)]):
+                line.append(ev())
+        result.update(coords_1d=coords, loss_1d=[v[0] for v in line], error_1d=[v[1] for v in line])
+
+        loss2, err2 = [], []
+        for a in coords2:
+            row = []
+            for b in coords2:
+                with moved(net, [(a, d1), (b, d2)]):
+                    row.append(ev())
+            loss2.append([v[0] for v in row])
+            err2.append([v[1] for v in row])
     result.update(coords_2d=coords2, loss_2d=loss2, error_2d=err2)
     return result
 

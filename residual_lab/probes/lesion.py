@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from residual_lab.models.layer_names import short_name
-from residual_lab.probes.common import evaluate, images
+from residual_lab.probes.common import evaluate, images, progress
 
 
 def removable(blk: nn.Module) -> bool:
@@ -110,11 +110,30 @@ def analyze(net: nn.Module, datamodule, options, trained: bool) -> dict:
     x, y = images(datamodule, options.split, options.images, seed=options.seed)
     net.eval()
     rng = random.Random(options.seed)
-    err = lambda: evaluate(net, x, y, options.batch_size)[1]  # noqa: E731
     names = [n for n, _ in net.named_blocks()]
     can = [removable(b) for _, b in net.named_blocks()]
+    with progress(_passes(net, can, options), "lesion") as bar:
+        def err() -> float:
+            bar.update()
+            return evaluate(net, x, y, options.batch_size)[1]
+
+        return _measure(net, names, can, err, rng, options, len(y))
+
+
+def _passes(net: nn.Module, can: list[bool], options) -> int:
+    """How many times :func:`_measure` evaluates the net: the intact net, each removable block
+    alone, ``draws`` random sets per k (one set of all), ``draws`` swaps per k."""
+    pool = sum(can)
+    ks = range(1, (options.max_k or pool) + 1)
+    groups = _swappable(net)
+    swaps = (options.max_swaps or max((len(g) for g in groups), default=0)) if groups else 0
+    return 1 + pool + sum(options.draws if k < pool else 1 for k in ks) + swaps * options.draws
+
+
+def _measure(net: nn.Module, names: list[str], can: list[bool], err, rng: random.Random, options,
+             n_images: int) -> dict:
     result = {"blocks": [short_name(n) for n in names], "removable": can, "base_error": err(),
-              "images": len(y), "split": options.split}
+              "images": n_images, "split": options.split}
 
     single = []
     for name, ok in zip(names, can):

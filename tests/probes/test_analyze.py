@@ -73,6 +73,23 @@ def test_curvature_analyses_write_their_record_and_figure(tmp_path, name, option
                                                               for p in sorted(tmp_path.glob(f"{name}_*.png"))]
 
 
+@pytest.mark.parametrize("name,options,passes", [
+    # ResNet-8: one block a stage, each removable (its skip stays): the intact net, 3 blocks
+    # alone, 2 draws for k = 1, 2 and the one set of all 3, no stage with two blocks to swap
+    ("lesion", ["analyze.images=8", "analyze.draws=2"], 1 + 3 + (2 + 2 + 1)),
+    ("landscape", ["analyze.images=8", "analyze.points_1d=3", "analyze.points_2d=2"], 3 + 2 * 2),
+    ("hessian", ["analyze.images=8", "analyze.batch_size=8", "analyze.lanczos_steps=3", "analyze.slq_runs=1",
+                 "analyze.trace_probes=2", "analyze.top_k=2"], 2 + 1 * 3)])
+def test_long_analyses_count_their_passes_on_stderr(tmp_path, capsys, name, options, passes):
+    """lesion ran 100 s without a line; each long analysis now shows a bar that counts the
+    passes over its images to the total computed by hand."""
+    import re
+
+    analyze(_compose(name, *options, out=tmp_path))
+    err = capsys.readouterr().err
+    assert re.search(rf"{name}: 100%\|.*\| {passes}/{passes} ", err), err[-400:]
+
+
 def test_fresh_net_writes_json_png_and_tensorboard(tmp_path):
     cfg = _compose("signal", "analyze.batch_size=8", "shortcut=none", "norm=none", out=tmp_path)
     record = analyze(cfg)
