@@ -1,6 +1,6 @@
 """Table of the init study from its runs' TensorBoard logs and summaries.
 
-    python experiments/init/collect.py <run dir>...
+    python experiments/init/collect.py <run dir>... [--initial-loss <initial_loss.py's JSON lines>]
 
 Per run: the first logged 10-step window of the training loss (steps 0-9), the first step
 whose 10-step window of training error is below 80 % (He et al. 2015 sec. 4.2 warm up
@@ -9,6 +9,11 @@ error as the mean of the last 50 steps (five 10-step windows) of a completed run
 did not complete (diverged, interrupted) has none and is counted apart, not averaged in (its
 last windows hold the blow-up, or stop short of the budget). Runs need
 ``trainer.log_every_n_steps=10``.
+
+Then the study's verdicts: Welch's t-test kaiming_fan_in vs kaiming_fan_out at each depth on
+the 10-step initial loss and the final training error (and, given ``--initial-loss``, on the
+forward measurement of initial_loss.py), raw p and Holm-adjusted over every test printed, so
+the README quotes what this prints (the project's rule: >= 3 seeds a side, adjusted p < 0.05).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from residual_lab.results.loading import load_scalars
-from residual_lab.results.stats import welch
+from residual_lab.results.stats import holm, welch
 
 
 def describe(run_dir: Path) -> dict:
@@ -59,8 +64,37 @@ def incomplete(rows: list[dict]) -> str:
     return f"; {len(out)} of {len(rows)} {', '.join(sorted(set(out)))}" if out else ""
 
 
+def verdicts(groups: dict, forward: list[dict]) -> list[str]:
+    """One line per test: what, n a side, means, raw p, Holm-adjusted p over all, verdict."""
+    inits = ("kaiming_fan_in", "kaiming_fan_out")
+    tests = []
+    for depth in sorted({d for d, _ in groups}):
+        if forward:
+            tests.append((f"ResNet-{depth} initial loss, forward (initial_loss.py)",
+                          [[r["loss"] for r in forward if r["depth"] == depth and r["init"] == i] for i in inits]))
+        for key, what in (("first_loss", "loss, steps 0-9"), ("final_train_error", "train error, last 50 steps")):
+            tests.append((f"ResNet-{depth} {what}", [[r[key] for r in groups.get((depth, i), []) if r[key] is not None]
+                                                     for i in inits]))
+    tests = [(what, values) for what, values in tests if min(map(len, values)) >= 2]
+    raw = [welch(*values).p for _, values in tests]
+    adjusted = holm(raw)
+    lines = []
+    for (what, (a, b)), p, q in zip(tests, raw, adjusted):
+        lower = "kaiming_fan_out" if statistics.mean(b) < statistics.mean(a) else "kaiming_fan_in"
+        verdict = f"lower with {lower}" if q < 0.05 and min(len(a), len(b)) >= 3 else "not resolved"
+        lines.append(f"{what}: fan_in {statistics.mean(a):.3g} (n={len(a)}) vs fan_out {statistics.mean(b):.3g} "
+                     f"(n={len(b)}); Welch p = {p:.2g}, Holm-adjusted p = {q:.2g} over {len(tests)} tests: {verdict}")
+    return lines
+
+
 def main() -> None:
-    rows = [describe(Path(d)) for d in sys.argv[1:]]
+    args = sys.argv[1:]
+    forward = []
+    if "--initial-loss" in args:
+        i = args.index("--initial-loss")
+        forward = [json.loads(line) for line in Path(args[i + 1]).read_text().splitlines() if line.strip()]
+        del args[i:i + 2]
+    rows = [describe(Path(d)) for d in args]
     for r in rows:
         print(json.dumps(r))
     groups = defaultdict(list)
@@ -75,13 +109,8 @@ def main() -> None:
               f"| {fmt([r['final_train_error'] for r in rs if r['final_train_error'] is not None])}{incomplete(rs)} | {fmt([r['test_error'] for r in rs if r['test_error'] is not None])} "
               f"| {', '.join(str(r['seed']) for r in rs)} |")
     print()
-    for depth in sorted({d for d, _ in groups}):
-        pair = [groups.get((depth, init), []) for init in ("kaiming_fan_in", "kaiming_fan_out")]
-        values = [[r["final_train_error"] for r in rs if r["final_train_error"] is not None] for rs in pair]
-        if min(map(len, values)) >= 2:
-            test = welch(*values)
-            print(f"ResNet-{depth} train error, kaiming_fan_in vs kaiming_fan_out: Welch's t-test "
-                  f"p = {test.p:.2g} (n = {len(values[0])}, {len(values[1])})")
+    for line in verdicts(groups, forward):
+        print(line)
 
 
 if __name__ == "__main__":

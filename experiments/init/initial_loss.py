@@ -4,7 +4,9 @@ What the first SGD step of a run sees: the net in training mode (BatchNorm on ba
 statistics), a batch of 128 training images of the run's own split, normalised with the
 split's statistics, no augmentation. Forward only, so it runs in seconds per net.
 
-    python experiments/init/initial_loss.py data.root=<copy> [--depths 56 110] [--seeds 0 1 2]
+    python experiments/init/initial_loss.py data.root=<copy> [--depths 56 110] [--seeds 0 1 2] [--out <file>]
+
+``--out`` keeps the per-net rows (JSON lines) for collect.py's verdicts.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=4, help="batches of 128 per net")
     parser.add_argument("--inits", nargs="+", default=["kaiming_fan_in", "kaiming_fan_out"],
                         choices=sorted(INITS), help="the released codes' inits (with BN)")
+    parser.add_argument("--out", help="write the per-net rows here as JSON lines")
     args = parser.parse_args()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("config", overrides=["data=imagefolder", *args.overrides])
@@ -55,6 +58,9 @@ def main() -> None:
                 rows.append({"depth": depth, "init": init, "seed": seed,
                              "loss": statistics.mean(losses), "logit_std": statistics.mean(stds)})
                 print(json.dumps(rows[-1]), flush=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
     print("\n| depth | init | initial loss (mean +- std, n seeds) | logit std |")
     print("|---|---|---|---|")
     for depth in args.depths:
