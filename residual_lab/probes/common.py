@@ -14,8 +14,12 @@ from residual_lab.data.augment import normalize
 
 def images(datamodule, split: str = "test", n: int | None = None, seed: int = 0,
            device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` images of ``split`` (all if None; a seeded random subset otherwise), normalized
-    with the training split's statistics as in training, no augmentation.
+    """``n`` images of ``split`` (all if None; a seeded random subset otherwise, in random
+    order), normalized with the training split's statistics as in training, no augmentation.
+
+    The subset keeps its random order: image folders load class by class, so a subset in the
+    split's order would cut into batches of one or two classes, and a probe that measures per
+    batch in training mode (``gradient_noise``) would measure those instead of SGD's batches.
 
     Args:
         datamodule: an :class:`~residual_lab.data.InMemoryDataModule` (``setup()`` is called).
@@ -24,7 +28,7 @@ def images(datamodule, split: str = "test", n: int | None = None, seed: int = 0,
     datamodule.setup()
     x, y = datamodule.splits[split]
     if n is not None and n < len(y):
-        idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:n]
         x, y = x[idx.to(x.device)], y[idx.to(y.device)]
     mean, std = datamodule.mean.to(device), datamodule.std.to(device)
     return normalize(x.to(device), mean, std), y.to(device)

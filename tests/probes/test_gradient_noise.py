@@ -100,3 +100,16 @@ def test_headline_keys_fit_a_markdown_table():
     head = gradient_noise.headline(result)
     assert not any("|" in k for k in head)
     assert head["layer B_simple min"] == 5.0 and head["layer B_simple max"] == 20.0
+
+
+def test_a_subset_of_a_class_sorted_split_comes_in_random_order():
+    """Image folders load class by class. A subset kept in the split's order made
+    gradient_noise's consecutive batches one or two classes each (training-mode BN on one
+    class, per-batch gradients that differ by class): every batch must mix the classes."""
+    data = FakeData(n=400, size=4)
+    x, y = data.splits["train"]
+    order = y.argsort(stable=True)
+    data.splits["train"] = (x[order], y[order])  # class-sorted, as an image folder loads
+    _, sub = images(data, "train", 100, seed=0)
+    classes_per_batch = [len(set(sub[i:i + 20].tolist())) for i in range(0, 100, 20)]
+    assert min(classes_per_batch) >= 4, classes_per_batch
