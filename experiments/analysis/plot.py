@@ -180,10 +180,11 @@ def trained_figure() -> None:
     fig.savefig(HERE / "trained.png", dpi=80)
 
 
-def curvature_figure() -> None:
-    """Fresh nets: Hessian density, per-block Jacobian chi, per-block gradient noise scale."""
+def curvature_figure(folder: str = "curvature", out: str = "curvature.png") -> None:
+    """Hessian density, per-block Jacobian chi, per-block gradient noise scale of the records
+    in ``folder`` (``curvature``: fresh nets; ``curvature_trained``: the ladder's trained nets)."""
     def load(name: str) -> list[dict]:
-        return [json.loads(p.read_text()) for p in sorted((HERE / "curvature" / name).glob("*.json"))]
+        return [json.loads(p.read_text()) for p in sorted((HERE / folder / name).glob("*.json"))]
 
     hessians, jacobians, noises = load("hessian"), load("jacobian"), load("gradient_noise")
     if not (hessians or jacobians or noises):
@@ -218,7 +219,7 @@ def curvature_figure() -> None:
     for ax in axes:
         ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(HERE / "curvature.png", dpi=80)
+    fig.savefig(HERE / out, dpi=80)
 
 
 if __name__ == "__main__":
@@ -230,3 +231,4 @@ if __name__ == "__main__":
         shatter_figure()
         trained_figure()
         curvature_figure()
+        curvature_figure("curvature_trained", "curvature_trained.png")
