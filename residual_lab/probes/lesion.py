@@ -112,26 +112,20 @@ def analyze(net: nn.Module, datamodule, options, trained: bool) -> dict:
     rng = random.Random(options.seed)
     names = [n for n, _ in net.named_blocks()]
     can = [removable(b) for _, b in net.named_blocks()]
-    with progress(_passes(net, can, options), "lesion") as bar:
+    draws = [(k, options.draws if k < sum(can) else 1) for k in range(1, (options.max_k or sum(can)) + 1)]
+    groups = _swappable(net)
+    n_swaps = (options.max_swaps or max((len(g) for g in groups), default=0)) if groups else 0
+    # passes: the intact net, each removable block alone, the random sets, the swaps
+    with progress(1 + sum(can) + sum(d for _, d in draws) + n_swaps * options.draws, "lesion") as bar:
         def err() -> float:
             bar.update()
             return evaluate(net, x, y, options.batch_size)[1]
 
-        return _measure(net, names, can, err, rng, options, len(y))
-
-
-def _passes(net: nn.Module, can: list[bool], options) -> int:
-    """How many times :func:`_measure` evaluates the net: the intact net, each removable block
-    alone, ``draws`` random sets per k (one set of all), ``draws`` swaps per k."""
-    pool = sum(can)
-    ks = range(1, (options.max_k or pool) + 1)
-    groups = _swappable(net)
-    swaps = (options.max_swaps or max((len(g) for g in groups), default=0)) if groups else 0
-    return 1 + pool + sum(options.draws if k < pool else 1 for k in ks) + swaps * options.draws
+        return _measure(net, names, can, err, rng, options, len(y), draws, groups, n_swaps)
 
 
 def _measure(net: nn.Module, names: list[str], can: list[bool], err, rng: random.Random, options,
-             n_images: int) -> dict:
+             n_images: int, draws: list[tuple[int, int]], groups: list, n_swaps: int) -> dict:
     result = {"blocks": [short_name(n) for n in names], "removable": can, "base_error": err(),
               "images": n_images, "split": options.split}
 
@@ -142,20 +136,17 @@ def _measure(net: nn.Module, names: list[str], can: list[bool], err, rng: random
     result["single"] = single
 
     pool = [n for n, ok in zip(names, can) if ok]
-    ks = list(range(1, (options.max_k or len(pool)) + 1))
     errors = []
-    for k in ks:
+    for k, n_draws in draws:
         row = []
-        for _ in range(options.draws if k < len(pool) else 1):
+        for _ in range(n_draws):
             with removed(net, rng.sample(pool, min(k, len(pool)))):
                 row.append(err())
         errors.append(row)
-    result["random"] = {"k": ks, "errors": errors}
+    result["random"] = {"k": [k for k, _ in draws], "errors": errors}
 
-    groups = _swappable(net)
-    n_swaps = options.max_swaps or max((len(g) for g in groups), default=0)
     swap = {"k": [], "tau": [], "error": []}
-    for k in range(1, n_swaps + 1 if groups else 1):
+    for k in range(1, n_swaps + 1):
         for _ in range(options.draws):
             order = list(range(len(names)))
             for _ in range(k):
