@@ -33,13 +33,14 @@ from residual_lab.io import atomic_write
 from residual_lab.results import Row, aggregate, find_runs, load_reference
 from residual_lab.results.analyses import analyses_markdown, find_analyses
 from residual_lab.results.loading import Run
-from residual_lab.results.plots import curves_figure, depth_figure, profiles_figure, token_stats_figure
+from residual_lab.results.plots import (budget_figure, curves_figure, depth_figure, profiles_figure,
+                                       token_stats_figure)
 from residual_lab.results.reference import CIFAR10_NAMES, describe
 from residual_lab.results.stats import ADJUSTMENT, ALPHA, MIN_SEEDS, REGISTERED, TEST_NAME, WINDOW
-from residual_lab.results.tables import NET_FIELDS, Ordering, adjust, compare, trend, varying_fields
+from residual_lab.results.tables import NET_FIELDS, Ordering, adjust, budget_gap, compare, trend, varying_fields
 
-CURVES_PNG, PROFILES_PNG, DEPTH_PNG, TOKENS_PNG, REPORT_MD = (
-    "curves.png", "profiles.png", "depth.png", "tokens.png", "report.md")
+CURVES_PNG, PROFILES_PNG, DEPTH_PNG, BUDGET_PNG, TOKENS_PNG, REPORT_MD = (
+    "curves.png", "profiles.png", "depth.png", "budget.png", "tokens.png", "report.md")
 #: What each protocol's test error is (summary.json ``protocol``: what ran,
 #: :func:`residual_lab.summary.protocol_of`); the split sizes are the records' own (:func:`split_text`).
 PROTOCOLS = {
@@ -158,7 +159,8 @@ def verdicts_markdown(rows: list[Row], metric: str | None = None) -> str:
     (iii) residual nets do not degrade (ResNet-56 <= ResNet-44 <= ResNet-32 <= ResNet-20);
 
     plus, where a net family has 3 or more depths, the trend of the statistic over depth (its
-    least-squares slope). Compared only between rows that agree on every other field (data set,
+    least-squares slope), and (iv) where the same nets ran at several budgets, whether the
+    deepest-minus-shallowest gap shrinks or grows with the budget (:func:`_budget_gaps`). Compared only between rows that agree on every other field (data set,
     protocol, lr, budget, ...). Every test of the report is one family for Holm's adjustment
     (:mod:`residual_lab.results.stats`); an ordering is stated only when its adjusted p is below
     alpha with >= 3 seeds a side. Empty if no pair exists.
@@ -214,6 +216,7 @@ def verdicts_markdown(rows: list[Row], metric: str | None = None) -> str:
             if len(contexts) > 1 or label != "–":
                 out += [f"**{label}**", ""]
             out += lines + [""]
+    out += _budget_gaps(contexts, metric, add)
     adjust(tests)
     text = []
     for item in out:
@@ -224,6 +227,52 @@ def verdicts_markdown(rows: list[Row], metric: str | None = None) -> str:
         verdict = verdicts.get(o.outcome)
         text.append(f"- {o.text}" + (f"; {verdict}." if verdict else "."))
     return "\n".join(text).rstrip()
+
+
+#: What a change of the deeper-minus-shallower gap with the budget means, plain and residual.
+_BUDGET_VERDICTS = {
+    "none": {"lower": "the deeper plain net catches up as training lengthens (degradation fades)",
+             "higher": "the deeper plain net falls further behind as training lengthens (degradation grows)"},
+    "residual": {"lower": "the deeper ResNet gains on the shallower one as training lengthens",
+                 "higher": "the deeper ResNet falls further behind as training lengthens"},
+}
+
+
+def _budget_gaps(contexts: dict[tuple, list[Row]], metric: str, add) -> list:
+    """(iv), for rows that ran at several budgets (``trainer.max_steps``) and agree on every
+    other field: does the deepest-minus-shallowest gap of each net family shrink or grow with
+    the budget (:func:`~residual_lab.results.tables.budget_gap`)? The budget ladder's question
+    (experiments/ladder/), decided in the report's one Holm family with its other tests."""
+    ladders: dict[tuple, dict[int, list[Row]]] = {}
+    for ctx, ctx_rows in contexts.items():
+        steps = dict(ctx).get("max_steps")
+        if steps is not None:
+            rest = tuple((k, v) for k, v in ctx if k != "max_steps")
+            ladders.setdefault(rest, {})[int(steps)] = ctx_rows
+    out: list = []
+    for rest, by_steps in ladders.items():
+        if len(by_steps) < 2:
+            continue
+        nets: dict[tuple[str, int], dict[int, Row]] = {}
+        for steps, rows in by_steps.items():
+            for row in rows:
+                nets.setdefault((str(row.key["shortcut"]), int(row.key["depth"])), {})[steps] = row
+        lines: list = []
+        for shortcut in sorted({s for s, _ in nets}, key=lambda s: (s != "none", s)):
+            depths = sorted(d for s, d in nets if s == shortcut)
+            deep, shallow = nets[(shortcut, depths[-1])], nets[(shortcut, depths[0])]
+            if len(depths) < 2 or len(set(deep) & set(shallow)) < 2:
+                continue
+            if not lines:
+                heading(lines, "(iv) the deeper-minus-shallower gap against the budget (trainer.max_steps):")
+            name = (f"plain-{depths[-1]} minus plain-{depths[0]}" if shortcut == "none"
+                    else f"ResNet-{depths[-1]} minus ResNet-{depths[0]}" + (f" ({shortcut})" if shortcut != "identity" else ""))
+            add(lines, budget_gap(deep, shallow, metric, name),
+                _BUDGET_VERDICTS["none" if shortcut == "none" else "residual"])
+        if lines:
+            label = ", ".join(f"{k}={v}" for k, v in rest if len({dict(c).get(k) for c in contexts}) > 1)
+            out += ([f"**{label}, all budgets**", ""] if label else ["**all budgets**", ""]) + lines + [""]
+    return out
 
 
 def problems_markdown(runs: list[Run]) -> str:
@@ -356,7 +405,9 @@ def runs_markdown(runs: list[Run], out: Path) -> list[str]:
         parts += [f"- `{r.path}` ({r.name}, seed {r.get('seed')})" for r in missing] + [""]
     if check := verdicts_markdown(rows, statistic):
         parts += [f"### Fig. 6's orderings (`{statistic}`, %)", "",
-                  f"Each adjacent pair, and the trend over depth where a net family has >= 3 depths; an ordering "
+                  f"Each adjacent pair, the trend over depth where a net family has >= 3 depths, and (iv), where "
+                  f"the same nets ran at several budgets, the change of the deepest-minus-shallowest gap per "
+                  f"doubling of the budget (the difference of the two nets' least-squares slopes on log2(steps)); an ordering "
                   f"is stated only when {TEST_NAME} (two-sided, >= {MIN_SEEDS} seeds per side) rejects equal means "
                   f"at {ADJUSTMENT}-adjusted p < {ALPHA}, the adjustment taken over every test below; otherwise "
                   "the numbers and *not resolved*. Only rows that agree on every field but depth and shortcut are "
@@ -387,6 +438,13 @@ def runs_markdown(runs: list[Run], out: Path) -> list[str]:
                   "summary.json `train_loss` (mean over the last logging window) of every completed run, one "
                   "panel per model family: dashed plain, solid residual; mean ± one sample std over seeds, n in "
                   "the legend. An x at the top: no seed of that net completed at that depth (see above)."]
+    if (fig := budget_figure(runs, statistic)) is not None:
+        save_figure(fig, out / BUDGET_PNG)
+        parts += ["", "## Training error against budget", "", f"![budget]({BUDGET_PNG})", "",
+                  f"The registered statistic of every net that ran at two budgets (`trainer.max_steps`) or more, "
+                  "other fields equal: left, each seed (dots) and the mean (line), dashed plain, solid residual; "
+                  "right, the deepest minus the shallowest net of each family at each budget, with the 95 % Welch "
+                  "interval of the difference of means. The verdict on the gap's change is (iv) above."]
     if (fig := token_stats_figure(runs)) is not None:
         save_figure(fig, out / TOKENS_PNG)
         parts += ["", "## Transformer diagnostics against depth", "", f"![tokens]({TOKENS_PNG})", "",

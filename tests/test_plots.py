@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from residual_lab.results.loading import Run, load_run
-from residual_lab.results.plots import (_colours, curves_figure, depth_figure, depth_lines, profiles_figure,
-                                        token_stats_figure)
+from residual_lab.results.plots import (_colours, budget_figure, curves_figure, depth_figure, depth_lines,
+                                        profiles_figure, token_stats_figure)
 
 
 def summary_run(tmp_path: Path, **fields) -> Run:
@@ -244,3 +244,34 @@ def test_experiments_are_a_folder_and_a_setup_seeds_of_two_sweeps_pooled(tmp_pat
         ("Adam, lr 0.001 (rerun): 2 runs, 2 nets", [r.path for r in rerun]),
         ("SGD, lr 0.1 (day1): 1 runs, 1 nets", [sgd[0].path]),
     ]
+
+
+def test_the_budget_figure_draws_each_familys_gap_with_its_welch_interval(tmp_path):
+    """plain-20/56 and ResNet-20/56 at 500 and 1500 steps, 3 seeds each: the right panel's points
+    are the deep-minus-shallow means, the bars the 95 % Welch half-widths, computed by hand."""
+    from scipy import stats as sps
+
+    errors = {("none", 20): {500: (49, 50, 51), 1500: (32, 33, 34)}, ("none", 56): {500: (75, 80, 85), 1500: (67, 69, 71)},
+              ("identity", 20): {500: (41, 42, 43), 1500: (25, 26, 27)}, ("identity", 56): {500: (45, 46, 50), 1500: (24, 25, 26)}}
+    runs = [summary_run(tmp_path, run_name=f"{sc}-{d}", shortcut=sc, depth=d, max_steps=steps, seed=i, train_error_full=v)
+            for (sc, d), by in errors.items() for steps, vs in by.items() for i, v in enumerate(vs)]
+    fig = budget_figure(runs)
+    left, right = fig.axes[:2]
+    assert len(left.get_legend().get_texts()) == 4
+    drawn = {t.get_label(): t for t in right.containers}
+
+    def half_width(a, b):  # Welch: se^2 = s_a^2/n + s_b^2/n; df by Welch-Satterthwaite
+        va, vb = np.var(a, ddof=1) / 3, np.var(b, ddof=1) / 3
+        df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2)
+        return sps.t.ppf(0.975, df) * math.sqrt(va + vb)
+
+    for label, sc in (("plain-56 minus plain-20", "none"), ("ResNet-56 minus ResNet-20", "identity")):
+        (bars,) = drawn[label].lines[2]  # errorbar's container: (data line, caps, bar collections)
+        xs, ys = drawn[label].lines[0].get_data()
+        assert list(xs) == [500, 1500]
+        expected = [np.mean(errors[(sc, 56)][s]) - np.mean(errors[(sc, 20)][s]) for s in (500, 1500)]
+        assert list(ys) == pytest.approx(expected)
+        segments = bars.get_segments()
+        widths = [(seg[1][1] - seg[0][1]) / 2 for seg in segments]
+        assert widths == pytest.approx([half_width(errors[(sc, 56)][s], errors[(sc, 20)][s]) for s in (500, 1500)])
+    assert budget_figure([r for r in runs if r.get("max_steps") == 500]) is None  # one budget: no figure

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -541,3 +542,62 @@ def test_orderings_of_each_block_are_headed_by_the_block(tmp_path):
             for seed in (0, 1, 2)]
     text = verdicts_markdown(aggregate(runs))
     assert [line for line in text.splitlines() if line.startswith("**")] == ["**block=postln**", "**block=preln**"]
+
+
+def test_slope_difference_is_the_interaction_term_of_one_least_squares_fit():
+    """Hand route: y ~ 1 + a + x + a*x by lstsq on the full design matrix; the a*x coefficient,
+    its standard error s^2 (X'X)^-1 and the t-test on n - 4 df must equal slope_difference's."""
+    import numpy as np
+    from scipy import stats as sps
+
+    from residual_lab.results.stats import slope_difference
+
+    x = [np.log2(s) for s in (500, 1500, 3000, 6000) for _ in range(3)]
+    deep = [80.1, 78.0, 83.2, 70.5, 68.8, 71.9, 66.0, 63.1, 64.4, 60.2, 58.8, 61.7]
+    shallow = [50.0, 49.1, 51.3, 33.0, 32.2, 34.9, 28.1, 27.0, 29.5, 24.3, 23.9, 26.0]
+    X = np.array([[1, a, xi, a * xi] for a, ys in ((1, deep), (0, shallow)) for xi, _ in zip(x, ys)])
+    y = np.array(deep + shallow)
+    beta, rss, *_ = np.linalg.lstsq(X, y, rcond=None)
+    n, k = X.shape
+    se = np.sqrt(rss[0] / (n - k) * np.linalg.inv(X.T @ X)[3, 3])
+    p = 2 * sps.t.sf(abs(beta[3] / se), n - k)
+    fit = slope_difference(x, deep, x, shallow)
+    assert fit.difference == pytest.approx(beta[3], rel=1e-12)
+    assert fit.p == pytest.approx(p, rel=1e-9)
+    assert fit.n == 24
+    with pytest.raises(ValueError, match="needs >= 2 budgets per net"):
+        slope_difference([9.0, 9.0, 9.0], [1.0, 2.0, 3.0], x, shallow)
+
+
+def ladder_runs(tmp_path, errors: dict, seeds: int = 3):
+    """plain-20/56 at each budget of ``errors`` ({steps: (plain-20 mean, plain-56 mean)}), seeds
+    spread by -1, 0, +1 points around the mean."""
+    return [net_run(tmp_path, depth, "none", s, 50.0, max_steps=steps, train_error_full=mean + s - 1)
+            for steps, means in errors.items() for depth, mean in zip((20, 56), means) for s in range(seeds)]
+
+
+def test_a_gap_that_grows_with_the_budget_is_stated_with_the_budget_test(tmp_path):
+    from residual_lab.results.stats import slope_difference
+
+    errors = {500: (50.0, 80.0), 1500: (33.0, 70.0), 6000: (24.0, 68.0)}
+    text = verdicts_markdown(aggregate(ladder_runs(tmp_path, errors)))
+    line = next(x for x in text.splitlines() if x.startswith("- plain-56 minus plain-20"))
+    x = [math.log2(s) for s in errors for _ in range(3)]
+    fit = slope_difference(x, [m[1] + s - 1 for m in errors.values() for s in range(3)],
+                           x, [m[0] + s - 1 for m in errors.values() for s in range(3)])
+    assert line.startswith(f"- plain-56 minus plain-20, 3 budgets, 18 runs: gap +30.00 at 500, +37.00 at 1500, "
+                           f"+44.00 at 6000 steps: {fit.difference:+.2f} points per doubling of the budget: the gap "
+                           f"grows (difference of least-squares slopes on log2(steps), p={fit.p:.2g}, Holm-adjusted p=")
+    assert line.endswith("the deeper plain net falls further behind as training lengthens (degradation grows).")
+    assert "(iv) the deeper-minus-shallower gap against the budget" in text
+    # in the same Holm family as the three per-budget comparisons (plain-20 vs plain-56 at each budget)
+    assert "over 4 tests" in line
+
+
+def test_a_gap_against_budget_with_2_seeds_at_a_budget_is_not_resolved(tmp_path):
+    runs = ladder_runs(tmp_path / "a", {500: (50.0, 80.0), 6000: (24.0, 68.0)})
+    runs += ladder_runs(tmp_path / "b", {1500: (33.0, 70.0)}, seeds=2)
+    line = next(x for x in verdicts_markdown(aggregate(runs)).splitlines() if x.startswith("- plain-56 minus"))
+    assert line == ("- plain-56 minus plain-20, 3 budgets, 16 runs: gap +30.00 at 500, +37.00 at 1500, +44.00 at "
+                    "6000 steps: not resolved (a gap against budget needs >= 2 budgets and >= 3 seeds of both nets "
+                    "at each; here 3 budget(s), fewest seeds 2).")

@@ -19,9 +19,11 @@ matplotlib.use("Agg")  # files, not windows: reports run headless
 import numpy as np  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from scipy import stats as sps  # noqa: E402
 
 from residual_lab.gradient_figures import gradient_profiles, profile_panel  # noqa: E402
 from residual_lab.results.loading import Run  # noqa: E402
+from residual_lab.results.tables import NET_FIELDS, aggregate  # noqa: E402
 
 #: Diagnostics drawn as per-layer profiles: (summary key, names key, values key, y label).
 PROFILES = (
@@ -510,4 +512,84 @@ def token_stats_figure(runs: Sequence[Run]) -> Figure | None:
         ax.set_yscale("log")
     axes[2].set_xlabel("sub-block (attention, MLP, attention, ...)")
     fig.suptitle("open markers, dotted: at init; filled, solid: last measurement; mean over seeds", fontsize=9)
+    return fig
+
+
+def budget_ladders(runs: Sequence[Run], metric: str) -> dict[str, dict[tuple[str, int], dict[int, list[float]]]]:
+    """``{setup label: {(shortcut, depth): {max_steps: [metric per completed seed]}}}`` for the
+    nets that ran at two budgets (``trainer.max_steps``) or more and agree on every other field."""
+    ladders: dict[tuple, dict[tuple[str, int], dict[int, list[float]]]] = {}
+    for row in aggregate([r for r in runs if r.get(metric) is not None]):
+        if row.key.get("max_steps") is None or row.key.get("depth") is None:
+            continue
+        rest = tuple((k, v) for k, v in row.key.items() if k not in NET_FIELDS and k not in ("max_steps", "seed"))
+        net = (str(row.key["shortcut"]), int(row.key["depth"]))
+        ladders.setdefault(rest, {}).setdefault(net, {})[int(row.key["max_steps"])] = row.values(metric)
+    keep = {rest: nets for rest, nets in ladders.items() if len({s for by in nets.values() for s in by}) >= 2}
+    differ = {k for rest in keep for k, _ in rest if len({dict(r).get(k) for r in keep}) > 1}
+    return {", ".join(f"{k}={v}" for k, v in rest if k in differ) or "": nets for rest, nets in keep.items()}
+
+
+def _gap_interval(deep: Sequence[float], shallow: Sequence[float]) -> tuple[float, float]:
+    """Mean of ``deep`` minus mean of ``shallow`` and the half-width of its 95 % Welch interval
+    (0 when a side has fewer than two seeds: the point is drawn, without a bar)."""
+    gap = float(np.mean(deep) - np.mean(shallow))
+    if min(len(deep), len(shallow)) < 2:
+        return gap, 0.0
+    va, vb = np.var(deep, ddof=1) / len(deep), np.var(shallow, ddof=1) / len(shallow)
+    if va + vb == 0:
+        return gap, 0.0
+    df = (va + vb) ** 2 / (va ** 2 / (len(deep) - 1) + vb ** 2 / (len(shallow) - 1))
+    return gap, float(sps.t.ppf(0.975, df) * np.sqrt(va + vb))
+
+
+def budget_figure(runs: Sequence[Run], metric: str = "train_error_full") -> Figure | None:
+    """The statistic against the budget, and the deeper-minus-shallower gap against it.
+
+    Left: each net's ``metric`` at every budget it ran (dots: seeds; line: their mean), dashed
+    plain, solid residual, one colour per depth. Right: the deepest minus the shallowest net of
+    each family (plain, residual) at each budget, with the 95 % Welch interval of the
+    difference of means; a gap drifting towards 0 as the budget grows is degradation fading,
+    one holding or growing is degradation at convergence (the ladder's question). One row per
+    setup that ran two budgets or more; None when none did. x: trainer.max_steps, log scale.
+    """
+    ladders = budget_ladders(runs, metric)
+    if not ladders:
+        return None
+    fig = Figure(figsize=(10.5, 3.6 * len(ladders)), constrained_layout=True)
+    axes = fig.subplots(len(ladders), 2, squeeze=False)
+    for (left, right), (label, nets) in zip(axes, ladders.items()):
+        depths = sorted({d for _, d in nets})
+        steps = sorted({s for by in nets.values() for s in by})
+        for (shortcut, depth), by in sorted(nets.items(), key=lambda kv: (kv[0][0] != "none", kv[0][1])):
+            name = f"plain-{depth}" if shortcut == "none" else f"ResNet-{depth}" + (f" ({shortcut})" if shortcut != "identity" else "")
+            style = dict(color=colormaps["tab10"](depths.index(depth) % 10), ls="--" if shortcut == "none" else "-")
+            xs = sorted(s for s, v in by.items() if v)
+            n = sorted({len(by[s]) for s in xs})
+            left.plot(xs, [np.mean(by[s]) for s in xs], marker="o", ms=4,
+                      label=f"{name} (n={'-'.join(map(str, n))})", **style)
+            left.plot([s for s in xs for _ in by[s]], [v for s in xs for v in by[s]], ls="none", marker=".",
+                      ms=5, alpha=0.5, color=style["color"])
+        for i, shortcut in enumerate(sorted({s for s, _ in nets}, key=lambda s: (s != "none", s))):
+            own = sorted(d for s, d in nets if s == shortcut)
+            if len(own) < 2:
+                continue
+            deep, shallow = nets[(shortcut, own[-1])], nets[(shortcut, own[0])]
+            xs = [s for s in sorted(set(deep) & set(shallow)) if deep[s] and shallow[s]]
+            gaps = [_gap_interval(deep[s], shallow[s]) for s in xs]
+            kind = "plain" if shortcut == "none" else "ResNet"
+            right.errorbar(xs, [g for g, _ in gaps], yerr=[h for _, h in gaps], marker="o", ms=4, capsize=3,
+                           ls="--" if shortcut == "none" else "-", color=colormaps["tab10"](i + 2),
+                           label=f"{kind}-{own[-1]} minus {kind}-{own[0]}")
+        right.axhline(0.0, color="grey", lw=1, ls=":")
+        for ax, ylabel in ((left, metric.replace("_", " ") + " %"), (right, "gap, percentage points")):
+            ax.set_xscale("log")
+            ax.set_xticks(steps, [str(s) for s in steps])
+            ax.minorticks_off()
+            ax.set_xlabel("budget (trainer.max_steps)")
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        left.set_title(f"{label + ': ' if label else ''}final weights, per seed and mean", fontsize=9)
+        right.set_title("deepest minus shallowest net, 95 % Welch interval", fontsize=9)
     return fig

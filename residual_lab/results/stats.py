@@ -5,7 +5,10 @@ The rule (docs/reproducing.md, "How the report decides"), fixed before any data 
 - the statistic is the final weights' training error in eval mode on the whole training split
   (summary.json ``train_error_full``; :func:`registered_statistic`);
 - each ordering is Welch's unequal-variance t-test, two-sided; each depth trend is the
-  least-squares slope of the statistic on depth over every seed (:func:`depth_trend`);
+  least-squares slope of the statistic on depth over every seed (:func:`depth_trend`); where
+  the same pair of nets ran at several budgets, whether the deeper-minus-shallower gap changes
+  with the budget is the difference of the two nets' least-squares slopes on log2(steps)
+  (:func:`slope_difference`);
 - every test a report makes is one family: Holm's step-down adjustment (:func:`holm`) keeps
   the chance of *any* false ordering in the report at :data:`ALPHA`. Holm rather than
   Benjamini-Hochberg because a report's orderings are read one by one as claims ("plain-56
@@ -105,6 +108,50 @@ def depth_trend(depths: Sequence[float], values: Sequence[float]) -> Trend:
     fit = _scipy.linregress(depths, values)
     p = float(fit.pvalue) if math.isfinite(fit.pvalue) else 0.0  # a perfect line: exact
     return Trend(slope=float(fit.slope), p=p, n=len(values))
+
+
+@dataclass(frozen=True)
+class SlopeDifference:
+    """Net a's least-squares slope on x minus net b's, with one pooled residual variance.
+
+    Attributes:
+        difference: slope_a - slope_b (for x = log2(steps): how many points the a-minus-b gap
+            changes per doubling of the budget).
+        p: two-sided p of its t-test (n - 4 degrees of freedom).
+        n: runs in the two fits together.
+    """
+
+    difference: float
+    p: float
+    n: int
+
+
+def slope_difference(xa: Sequence[float], ya: Sequence[float], xb: Sequence[float],
+                     yb: Sequence[float]) -> SlopeDifference:
+    """Does the gap between two nets change with x? The interaction term of the least-squares
+    model ``y ~ net * x`` (each net its own intercept and slope): the difference of the two
+    slopes, its standard error from the residual variance pooled over both fits (n - 4 degrees
+    of freedom). The gap at one budget is a Welch comparison; this asks about all budgets at
+    once, as the depth trend does about all depths. Needs two x values and two runs per net,
+    and five runs in all."""
+    if min(len(set(xa)), len(set(xb))) < 2 or len(ya) + len(yb) < 5:
+        raise ValueError("a slope difference needs >= 2 budgets per net and >= 5 runs, got "
+                         f"{sorted(set(xa))} and {sorted(set(xb))}")
+
+    def fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float]:
+        mx, my = statistics.fmean(x), statistics.fmean(y)
+        sxx = sum((v - mx) ** 2 for v in x)
+        slope = sum((u - mx) * (v - my) for u, v in zip(x, y)) / sxx
+        rss = sum((v - my - slope * (u - mx)) ** 2 for u, v in zip(x, y))
+        return slope, sxx, rss
+
+    (sa, sxx_a, rss_a), (sb, sxx_b, rss_b) = fit(xa, ya), fit(xb, yb)
+    n = len(ya) + len(yb)
+    diff, variance = sa - sb, (rss_a + rss_b) / (n - 4)
+    if variance == 0.0:  # both fits exact: the difference has no error
+        return SlopeDifference(difference=diff, p=0.0 if diff else 1.0, n=n)
+    t = diff / math.sqrt(variance * (1 / sxx_a + 1 / sxx_b))
+    return SlopeDifference(difference=diff, p=t_two_sided_p(t, n - 4), n=n)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 from residual_lab.results.loading import IDENTITY_FIELDS, Run
 from residual_lab.results.reference import match_reference
-from residual_lab.results.stats import ADJUSTMENT, ALPHA, MIN_SEEDS, TEST_NAME, depth_trend, holm, welch
+from residual_lab.results.stats import (ADJUSTMENT, ALPHA, MIN_SEEDS, TEST_NAME, depth_trend, holm,
+                                        slope_difference, welch)
 
 #: What makes two runs the same experiment: every identifying field except the seed.
 GROUP_FIELDS = tuple(k for k in IDENTITY_FIELDS if k != "seed")
@@ -170,6 +171,8 @@ class Ordering:
     family: int = 0
     test_name: str = TEST_NAME
     seeds_note: str = ""
+    #: How the verdict reads, when "lower"/"higher" would not (a gap "shrinks"/"grows").
+    words: dict[str, str] = field(default_factory=dict)
 
     @property
     def outcome(self) -> str:
@@ -186,7 +189,7 @@ class Ordering:
         stat = f"{self.test_name}, p={self.p:.2g}, {ADJUSTMENT}-adjusted p={self.adjusted:.2g} over {self.family} test{'s' if self.family != 1 else ''}"
         if self.outcome == "unresolved":
             return f"{self.numbers}: not resolved ({stat})"
-        return f"{self.numbers}: {self.subject} {self.outcome} ({stat}, alpha {ALPHA})"
+        return f"{self.numbers}: {self.subject} {self.words.get(self.outcome, self.outcome)} ({stat}, alpha {ALPHA})"
 
 
 def compare(a: Row, b: Row, metric: str, names: tuple[str, str]) -> Ordering:
@@ -230,6 +233,35 @@ def trend(rows: Sequence[Row], metric: str, name: str) -> Ordering:
     numbers = f"{span}: {fit.slope * 10:+.2f} points per 10 layers"
     return Ordering(numbers=numbers, p=fit.p, tested=True, direction="higher" if fit.slope > 0 else "lower",
                     subject="deeper", test_name="least-squares slope on depth")
+
+
+def budget_gap(deep: dict[int, Row], shallow: dict[int, Row], metric: str, name: str) -> Ordering:
+    """Does the deeper-minus-shallower gap shrink or grow with the budget? ``deep`` and
+    ``shallow`` map trainer.max_steps to the rows of two nets that agree on everything else;
+    the difference of their least-squares slopes on log2(steps) over every seed of every
+    shared budget (:func:`~residual_lab.results.stats.slope_difference`), in points per
+    doubling of the budget, its verdict after :func:`adjust`. Needs >= 2 shared budgets and
+    >= :data:`MIN_SEEDS` seeds of both nets at each, like an ordering."""
+    steps = sorted(set(deep) & set(shallow))
+    gaps = []
+    for s in steps:
+        d, b = deep[s].mean(metric), shallow[s].mean(metric)
+        gaps.append(f"{d - b:+.2f} at {s}" if d is not None and b is not None else f"– at {s}")
+    few = min((len(r.values(metric)) for s in steps for r in (deep[s], shallow[s])), default=0)
+    runs = sum(len(r.values(metric)) for s in steps for r in (deep[s], shallow[s]))
+    span = f"{name}, {len(steps)} budgets, {runs} runs: gap {', '.join(gaps)} steps"
+    if len(steps) < 2 or few < MIN_SEEDS:
+        return Ordering(numbers=span, reason=f"a gap against budget needs >= 2 budgets and >= {MIN_SEEDS} seeds "
+                                             f"of both nets at each; here {len(steps)} budget(s), fewest seeds {few}")
+    xs = {s: math.log2(s) for s in steps}
+    fit = slope_difference([xs[s] for s in steps for _ in deep[s].values(metric)],
+                           [v for s in steps for v in deep[s].values(metric)],
+                           [xs[s] for s in steps for _ in shallow[s].values(metric)],
+                           [v for s in steps for v in shallow[s].values(metric)])
+    return Ordering(numbers=f"{span}: {fit.difference:+.2f} points per doubling of the budget", p=fit.p,
+                    tested=True, direction="higher" if fit.difference > 0 else "lower", subject="the gap",
+                    test_name="difference of least-squares slopes on log2(steps)",
+                    words={"lower": "shrinks", "higher": "grows"})
 
 
 def adjust(orderings: Sequence[Ordering]) -> None:
