@@ -242,9 +242,13 @@ class ReferenceLoop:
             T.Normalize(mean.tolist(), std.tolist()),
         ])
         dataset = _PILDataset(images.permute(0, 2, 3, 1).contiguous().numpy(), labels.numpy(), transform)
+        # Not persistent: with pinned memory, persistent workers make the process wait ~5 s per
+        # worker at exit (pytorch/pytorch#81794): on a 16-core H200 host the bench printed its
+        # table, then hung ~80 s. A bench's windows stay inside one epoch's iterator, so
+        # persistence never entered the timing.
         self.loader = torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
-            persistent_workers=workers > 0, pin_memory=device.type == "cuda")
+            persistent_workers=False, pin_memory=device.type == "cuda")
         self.device = device
         self.net = net.to(device).train()
         self.optimizer = optimizer(params=self.net.parameters())

@@ -155,3 +155,19 @@ def test_bench_times_exactly_the_timed_steps_and_charges_the_diagnostics_to_full
     assert v["no_diagnostics"]["step_level"] == pytest.approx(
         {"ordinary_step_s": 0.5, "measuring_step_extra_s": 0.0, "seconds_per_step": 0.5})
     assert r["no_diagnostics_over_full_step_level"] == pytest.approx(1.25)
+
+
+def test_the_reference_loops_workers_are_not_persistent():
+    """Persistent workers with pinned memory (the reference loop on a GPU) hold the process ~5 s
+    per worker at exit (pytorch/pytorch#81794): the H200 bench of 2026-12-04 printed its table and
+    then hung until `timeout` killed it. No GPU here, so the test checks the loader the loop builds."""
+    import torch
+    from torch import nn
+
+    loop = bench.ReferenceLoop(nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10)),
+                               lambda params: torch.optim.SGD(params, lr=0.1),
+                               torch.zeros(8, 3, 8, 8, dtype=torch.uint8), torch.zeros(8, dtype=torch.long),
+                               torch.full((3,), 0.5), torch.full((3,), 0.25), batch_size=4, workers=1,
+                               device=torch.device("cpu"))
+    assert loop.loader.num_workers == 1 and loop.loader.persistent_workers is False
+    assert loop.step() > 0  # and the loop still trains through its workers
