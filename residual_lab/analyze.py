@@ -150,6 +150,12 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
             if isinstance(cause, ValueError):
                 raise UserFacingError(str(cause)) from None
             raise
+    missing = [m for m in getattr(probe, "REQUIRES", ()) if not hasattr(net, m)]
+    if missing:
+        raise UserFacingError(f"analyze {name} needs the net's {', '.join(m + '()' for m in missing)}, which "
+                              f"residual_lab's own models have and {type(net).__module__}.{type(net).__qualname__} "
+                              f"(model=external) has not; the analyses that take any net: "
+                              f"{', '.join(n for n, p in PROBES.items() if not getattr(p, 'REQUIRES', ()))}")
     datamodule = instantiate(_data_node(cfg, run_cfg))
     trained = run_cfg is not None
     result = probe.analyze(net, datamodule, cfg.analyze, trained)

@@ -162,6 +162,10 @@ class BlockView:
     def register_forward_hook(self, hook: Callable) -> RemovableHandle:
         return self.module.register_forward_hook(hook)
 
+    def named_parameters(self, *args: Any, **kwargs: Any) -> Iterator[tuple[str, nn.Parameter]]:
+        """The holding module's: the block's weights, grouped per block by the curvature probes."""
+        return self.module.named_parameters(*args, **kwargs)
+
     def __repr__(self) -> str:
         return f"BlockView({type(self.module).__name__})"
 

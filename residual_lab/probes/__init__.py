@@ -13,7 +13,9 @@ measures nets. Every probe module has the same three functions:
 
 They work on any net that lists its blocks with ``named_blocks()`` and whose blocks expose
 ``residual`` and ``shortcut`` (None for plain), the block protocol of
-:mod:`residual_lab.models`.
+:mod:`residual_lab.models`, or whose blocks :func:`residual_lab.models.external.named_blocks`
+finds by tracing (model=external). A probe that needs more of the net names the methods in
+``REQUIRES``; ``analyze`` refuses it in one sentence on a net without them.
 """
 
 from __future__ import annotations

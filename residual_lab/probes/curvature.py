@@ -30,6 +30,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from residual_lab.models.external import named_blocks
 from residual_lab.models.layer_names import short_name
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
@@ -145,9 +146,10 @@ def density_on_grid(nodes: list[list[float]], weights: list[list[float]], points
 def parameter_groups(net: nn.Module) -> list[str]:
     """The group tag of every parameter, in ``net.parameters()`` order: ``stem``, each
     block's short tag (``s1.b0`` ...), ``head``; a parameter outside every block is grouped
-    under its top-level module's name."""
+    under its top-level module's name. Any net: an external model's blocks are the ones its
+    residual additions mark (:func:`residual_lab.models.external.named_blocks`)."""
     owner = {}
-    for name, blk in net.named_blocks():
+    for name, blk in named_blocks(net):
         for pname, _ in blk.named_parameters(prefix=name):
             owner[pname] = short_name(name)
     return [owner.get(n, n.split(".", 1)[0]) for n, _ in net.named_parameters()]

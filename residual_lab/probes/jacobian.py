@@ -50,6 +50,10 @@ from residual_lab.models.layer_names import short_name
 from residual_lab.probes import curvature
 from residual_lab.probes.common import calibrate_batch_norm, images
 
+#: The net's methods this probe calls: ``forward_features`` (the last block's output), which
+#: residual_lab's own families have and an external model (model=external) does not.
+REQUIRES = ("forward_features", "named_blocks")
+
 
 class JacobianOperator:
     """J v, J^T u and J^T J v of ``f`` at ``x`` (a batch), on flat tensors.

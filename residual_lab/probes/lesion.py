@@ -32,6 +32,11 @@ from torch import nn
 from residual_lab.models.layer_names import short_name
 from residual_lab.probes.common import evaluate, images, progress
 
+#: The net's methods this probe calls: it removes and reorders blocks through ``named_blocks()``
+#: and the block protocol of :mod:`residual_lab.models`; an external model's blocks are found by
+#: tracing (model=external) and cannot be taken out of its forward.
+REQUIRES = ("named_blocks",)
+
 
 def removable(blk: nn.Module) -> bool:
     """A residual block always; a plain block if it keeps the shape (stride 1, in = out channels)."""

@@ -172,3 +172,30 @@ def test_lesion_headline_is_the_median_and_worst_single_removal():
     assert head == {"intact %": 12.0, "one removed, median %": 30.0, "one removed, worst %": 50.0,
                     "removable": 4, "k=1 mean %": 15.0, "largest k": 3, "largest k mean %": 90.0,
                     "images": 100}
+
+
+EXTERNAL = ["model=external", "depth=null", "width=null", "model.factory=tests.models.test_external.tiny_torchvision_resnet"]
+
+
+@pytest.mark.parametrize("name,options", [
+    ("hessian", ["analyze.images=8", "analyze.batch_size=8", "analyze.lanczos_steps=3", "analyze.slq_runs=1",
+                 "analyze.trace_probes=2", "analyze.top_k=2"]),
+    ("gradient_noise", ["analyze.batch_size=4", "analyze.batches=3"])])
+def test_curvature_analyses_of_an_external_net_group_by_its_traced_blocks(tmp_path, name, options):
+    """model=external (torchvision's ResNet, one block a stage) has no named_blocks(): the
+    blocks are the ones its residual additions mark, so the per-block tables name layer1.0 ...
+    layer4.0, between the parameters outside every block (conv1, bn1, fc)."""
+    saved = analyze(_compose(name, *EXTERNAL, *options, out=tmp_path))
+    blocks = saved["result"]["blocks"]
+    assert [b for b in blocks if b.startswith("layer")] == ["layer1.0", "layer2.0", "layer3.0", "layer4.0"]
+    assert set(blocks) - {"layer1.0", "layer2.0", "layer3.0", "layer4.0"} == {"conv1", "bn1", "fc"}
+
+
+@pytest.mark.parametrize("name,needs", [("jacobian", "forward_features(), named_blocks()"), ("lesion", "named_blocks()")])
+def test_an_analysis_that_needs_our_nets_refuses_an_external_one_in_one_sentence(tmp_path, name, needs):
+    with pytest.raises(UserFacingError) as info:
+        analyze(_compose(name, *EXTERNAL, out=tmp_path))
+    assert str(info.value) == (f"analyze {name} needs the net's {needs}, which residual_lab's own models have and "
+                               "torchvision.models.resnet.ResNet (model=external) has not; the analyses that take any "
+                               "net: signal, responses, landscape, shatter, hessian, gradient_noise")
+    assert not (tmp_path / f"{name}.json").exists()
