@@ -37,7 +37,8 @@ from residual_lab.results.plots import (budget_figure, curves_figure, depth_figu
                                        token_stats_figure)
 from residual_lab.results.reference import CIFAR10_NAMES, describe
 from residual_lab.results.stats import ADJUSTMENT, ALPHA, MIN_SEEDS, REGISTERED, TEST_NAME, WINDOW
-from residual_lab.results.tables import NET_FIELDS, Ordering, adjust, budget_gap, compare, trend, varying_fields
+from residual_lab.results.tables import (NET_FIELDS, Ordering, adjust, budget_gap, budget_ladders, compare, trend,
+                                        varying_fields)
 
 CURVES_PNG, PROFILES_PNG, DEPTH_PNG, BUDGET_PNG, TOKENS_PNG, REPORT_MD = (
     "curves.png", "profiles.png", "depth.png", "budget.png", "tokens.png", "report.md")
@@ -216,7 +217,7 @@ def verdicts_markdown(rows: list[Row], metric: str | None = None) -> str:
             if len(contexts) > 1 or label != "–":
                 out += [f"**{label}**", ""]
             out += lines + [""]
-    out += _budget_gaps(contexts, metric, add)
+    out += _budget_gaps(rows, metric, add)
     adjust(tests)
     text = []
     for item in out:
@@ -238,25 +239,15 @@ _BUDGET_VERDICTS = {
 }
 
 
-def _budget_gaps(contexts: dict[tuple, list[Row]], metric: str, add) -> list:
+def _budget_gaps(rows: Sequence[Row], metric: str, add) -> list:
     """(iv), for rows that ran at several budgets (``trainer.max_steps``) and agree on every
-    other field: does the deepest-minus-shallowest gap of each net family shrink or grow with
-    the budget (:func:`~residual_lab.results.tables.budget_gap`)? The budget ladder's question
+    other field (:func:`~residual_lab.results.tables.budget_ladders`): does the
+    deepest-minus-shallowest gap of each net family shrink or grow with the budget
+    (:func:`~residual_lab.results.tables.budget_gap`)? The budget ladder's question
     (experiments/ladder/), decided in the report's one Holm family with its other tests."""
-    ladders: dict[tuple, dict[int, list[Row]]] = {}
-    for ctx, ctx_rows in contexts.items():
-        steps = dict(ctx).get("max_steps")
-        if steps is not None:
-            rest = tuple((k, v) for k, v in ctx if k != "max_steps")
-            ladders.setdefault(rest, {})[int(steps)] = ctx_rows
+    ladders = budget_ladders(rows)
     out: list = []
-    for rest, by_steps in ladders.items():
-        if len(by_steps) < 2:
-            continue
-        nets: dict[tuple[str, int], dict[int, Row]] = {}
-        for steps, rows in by_steps.items():
-            for row in rows:
-                nets.setdefault((str(row.key["shortcut"]), int(row.key["depth"])), {})[steps] = row
+    for rest, nets in ladders.items():
         lines: list = []
         for shortcut in sorted({s for s, _ in nets}, key=lambda s: (s != "none", s)):
             depths = sorted(d for s, d in nets if s == shortcut)
@@ -270,7 +261,7 @@ def _budget_gaps(contexts: dict[tuple, list[Row]], metric: str, add) -> list:
             add(lines, budget_gap(deep, shallow, metric, name),
                 _BUDGET_VERDICTS["none" if shortcut == "none" else "residual"])
         if lines:
-            label = ", ".join(f"{k}={v}" for k, v in rest if len({dict(c).get(k) for c in contexts}) > 1)
+            label = ", ".join(f"{k}={v}" for k, v in rest if len({dict(r).get(k) for r in ladders}) > 1)
             out += ([f"**{label}, all budgets**", ""] if label else ["**all budgets**", ""]) + lines + [""]
     return out
 

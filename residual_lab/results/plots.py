@@ -23,7 +23,7 @@ from scipy import stats as sps  # noqa: E402
 
 from residual_lab.gradient_figures import gradient_profiles, profile_panel  # noqa: E402
 from residual_lab.results.loading import Run  # noqa: E402
-from residual_lab.results.tables import NET_FIELDS, aggregate  # noqa: E402
+from residual_lab.results.tables import aggregate, budget_ladders  # noqa: E402
 
 #: Diagnostics drawn as per-layer profiles: (summary key, names key, values key, y label).
 PROFILES = (
@@ -515,32 +515,15 @@ def token_stats_figure(runs: Sequence[Run]) -> Figure | None:
     return fig
 
 
-def budget_ladders(runs: Sequence[Run], metric: str) -> dict[str, dict[tuple[str, int], dict[int, list[float]]]]:
-    """``{setup label: {(shortcut, depth): {max_steps: [metric per completed seed]}}}`` for the
-    nets that ran at two budgets (``trainer.max_steps``) or more and agree on every other field."""
-    ladders: dict[tuple, dict[tuple[str, int], dict[int, list[float]]]] = {}
-    for row in aggregate([r for r in runs if r.get(metric) is not None]):
-        if row.key.get("max_steps") is None or row.key.get("depth") is None:
-            continue
-        rest = tuple((k, v) for k, v in row.key.items() if k not in NET_FIELDS and k not in ("max_steps", "seed"))
-        net = (str(row.key["shortcut"]), int(row.key["depth"]))
-        ladders.setdefault(rest, {}).setdefault(net, {})[int(row.key["max_steps"])] = row.values(metric)
-    keep = {rest: nets for rest, nets in ladders.items() if len({s for by in nets.values() for s in by}) >= 2}
-    differ = {k for rest in keep for k, _ in rest if len({dict(r).get(k) for r in keep}) > 1}
-    return {", ".join(f"{k}={v}" for k, v in rest if k in differ) or "": nets for rest, nets in keep.items()}
-
-
 def _gap_interval(deep: Sequence[float], shallow: Sequence[float]) -> tuple[float, float]:
     """Mean of ``deep`` minus mean of ``shallow`` and the half-width of its 95 % Welch interval
-    (0 when a side has fewer than two seeds: the point is drawn, without a bar)."""
+    (scipy's ``ttest_ind(equal_var=False).confidence_interval``); 0 when a side has fewer than
+    two seeds or neither spreads: the point is drawn, without a bar."""
     gap = float(np.mean(deep) - np.mean(shallow))
-    if min(len(deep), len(shallow)) < 2:
+    if min(len(deep), len(shallow)) < 2 or np.var(deep) + np.var(shallow) == 0:
         return gap, 0.0
-    va, vb = np.var(deep, ddof=1) / len(deep), np.var(shallow, ddof=1) / len(shallow)
-    if va + vb == 0:
-        return gap, 0.0
-    df = (va + vb) ** 2 / (va ** 2 / (len(deep) - 1) + vb ** 2 / (len(shallow) - 1))
-    return gap, float(sps.t.ppf(0.975, df) * np.sqrt(va + vb))
+    ci = sps.ttest_ind(deep, shallow, equal_var=False).confidence_interval(0.95)
+    return gap, float(ci.high - ci.low) / 2
 
 
 def budget_figure(runs: Sequence[Run], metric: str = "train_error_full") -> Figure | None:
@@ -553,9 +536,13 @@ def budget_figure(runs: Sequence[Run], metric: str = "train_error_full") -> Figu
     one holding or growing is degradation at convergence (the ladder's question). One row per
     setup that ran two budgets or more; None when none did. x: trainer.max_steps, log scale.
     """
-    ladders = budget_ladders(runs, metric)
-    if not ladders:
+    found = budget_ladders(aggregate([r for r in runs if r.get(metric) is not None]))
+    if not found:
         return None
+    differ = {k for rest in found for k, _ in rest if len({dict(r).get(k) for r in found}) > 1}
+    ladders = {", ".join(f"{k}={v}" for k, v in rest if k in differ):
+               {net: {s: row.values(metric) for s, row in by.items()} for net, by in nets.items()}
+               for rest, nets in found.items()}
     fig = Figure(figsize=(10.5, 3.6 * len(ladders)), constrained_layout=True)
     axes = fig.subplots(len(ladders), 2, squeeze=False)
     for (left, right), (label, nets) in zip(axes, ladders.items()):

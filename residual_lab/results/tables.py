@@ -235,6 +235,20 @@ def trend(rows: Sequence[Row], metric: str, name: str) -> Ordering:
                     subject="deeper", test_name="least-squares slope on depth")
 
 
+def budget_ladders(rows: Sequence[Row]) -> dict[tuple, dict[tuple[str, int], dict[int, Row]]]:
+    """Rows that agree on every field but the net (depth, shortcut) and ``trainer.max_steps``:
+    ``{the other fields: {(shortcut, depth): {max_steps: row}}}``, only where two budgets or
+    more ran. The report's (iv) and its budget figure both read these."""
+    out: dict[tuple, dict[tuple[str, int], dict[int, Row]]] = {}
+    for row in rows:
+        steps, depth = row.key.get("max_steps"), row.key.get("depth")
+        if steps is None or depth is None:
+            continue
+        rest = tuple((k, v) for k, v in row.key.items() if k not in ("run_name", "depth", "shortcut", "max_steps"))
+        out.setdefault(rest, {}).setdefault((str(row.key["shortcut"]), int(depth)), {})[int(steps)] = row
+    return {rest: nets for rest, nets in out.items() if len({s for by in nets.values() for s in by}) >= 2}
+
+
 def budget_gap(deep: dict[int, Row], shallow: dict[int, Row], metric: str, name: str) -> Ordering:
     """Does the deeper-minus-shallower gap shrink or grow with the budget? ``deep`` and
     ``shallow`` map trainer.max_steps to the rows of two nets that agree on everything else;
