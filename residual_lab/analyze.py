@@ -23,7 +23,7 @@ Every analysis writes into its own Hydra output directory
 
 - ``<name>.json``: ``{"analysis": name, "meta": {...}, "result": {...}}``. ``meta`` holds the
   net's run name and config fields (depth, shortcut, block, width, norm, init, seed, data), ``params``,
-  ``trained``, ``run_dir``, ``checkpoint``, the ``options`` (the ``analyze`` node),
+  ``trained``, ``max_steps`` (the trained run's budget), ``run_dir``, ``checkpoint``, the ``options`` (the ``analyze`` node),
   ``device``, ``torch``, ``wall_time_s``, ``cpu_time_s`` (this process' CPU time: on a
   shared machine the better measure of cost); ``result`` is the probe's, schema in its module
   docstring (:mod:`residual_lab.probes.signal` ...).
@@ -160,6 +160,8 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
     trained = run_cfg is not None
     result = probe.analyze(net, datamodule, cfg.analyze, trained)
     meta = {**_meta(run_cfg if trained else cfg, net), "trained": trained,
+            # how long the weights trained: what tells a 1500-step run's record from a 3000-step one's
+            "max_steps": int(run_cfg.trainer.max_steps) if trained else None,
             "run_dir": str(Path(cfg.run_dir).resolve()) if trained else None,
             "checkpoint": str(ckpt) if ckpt else None,
             "options": OmegaConf.to_container(cfg.analyze, resolve=True), "device": str(device),

@@ -32,6 +32,7 @@ from residual_lab.errors import UserFacingError, entry_point
 from residual_lab.io import atomic_write
 from residual_lab.results import Row, aggregate, find_runs, load_reference
 from residual_lab.results.analyses import analyses_markdown, find_analyses
+from residual_lab.results.curvature_verdicts import twin_markdown, twin_orderings
 from residual_lab.results.loading import Run
 from residual_lab.results.plots import (budget_figure, curves_figure, depth_figure, profiles_figure,
                                        token_stats_figure)
@@ -152,7 +153,7 @@ STATISTIC_TEXT = {
 }
 
 
-def verdicts_markdown(rows: list[Row], metric: str | None = None) -> str:
+def verdicts_markdown(rows: list[Row], metric: str | None = None, extra: Sequence[Ordering] = ()) -> str:
     """He et al. 2015 Fig. 6's orderings, each adjacent pair with its verdict:
 
     (i) plain nets train worse as they get deeper (plain-20 < plain-32 < plain-44 < plain-56);
@@ -164,7 +165,8 @@ def verdicts_markdown(rows: list[Row], metric: str | None = None) -> str:
     deepest-minus-shallowest gap shrinks or grows with the budget (:func:`_budget_gaps`). Compared only between rows that agree on every other field (data set,
     protocol, lr, budget, ...). Every test of the report is one family for Holm's adjustment
     (:mod:`residual_lab.results.stats`); an ordering is stated only when its adjusted p is below
-    alpha with >= 3 seeds a side. Empty if no pair exists.
+    alpha with >= 3 seeds a side. Empty if no pair exists. ``extra``: the report's other tests
+    (:mod:`~residual_lab.results.curvature_verdicts`), adjusted in the same family, shown elsewhere.
     """
     metric = metric or registered_statistic(rows)
     contexts: dict[tuple, list[Row]] = {}
@@ -172,7 +174,7 @@ def verdicts_markdown(rows: list[Row], metric: str | None = None) -> str:
         contexts.setdefault(_context(row), []).append(row)
     differ = {k for ctx in contexts for k, _ in ctx if len({dict(c).get(k) for c in contexts}) > 1}
     out: list = []  # strings, and (ordering, verdicts) pairs rendered once the family is adjusted
-    tests: list[Ordering] = []
+    tests: list[Ordering] = list(extra)
 
     def add(lines: list, o: Ordering, verdicts: dict[str, str]) -> None:
         tests.append(o)
@@ -360,9 +362,9 @@ def duplicates_markdown(rows: list[Row]) -> str:
                      + [f"- `{d.path}` (seed {d.get('seed')}, {row.net})" for row, d in dups])
 
 
-def runs_markdown(runs: list[Run], out: Path) -> list[str]:
+def runs_markdown(runs: list[Run], out: Path, extra: Sequence[Ordering] = ()) -> list[str]:
     """The report's run sections (setup, Table-6 layout, orderings, failures, curves, profiles);
-    writes the figures into ``out``."""
+    writes the figures into ``out``. ``extra``: the analyses' tests, adjusted with the runs'."""
     rows = aggregate(runs)
     statistic = registered_statistic(rows)
     parts = [
@@ -394,7 +396,7 @@ def runs_markdown(runs: list[Run], out: Path) -> list[str]:
         parts += [f"Without `{REGISTERED}`, so left out of its cells and comparisons ({len(missing)}): summaries "
                   "rebuilt from a damaged one whose data could not be read to evaluate the final weights:"]
         parts += [f"- `{r.path}` ({r.name}, seed {r.get('seed')})" for r in missing] + [""]
-    if check := verdicts_markdown(rows, statistic):
+    if check := verdicts_markdown(rows, statistic, extra):
         parts += [f"### Fig. 6's orderings (`{statistic}`, %)", "",
                   f"Each adjacent pair, the trend over depth where a net family has >= 3 depths, and (iv), where "
                   f"the same nets ran at several budgets, the change of the deepest-minus-shallowest gap per "
@@ -480,11 +482,19 @@ def write_report(roots: str | Path | Sequence[str | Path], out: str | Path | Non
         "",
         f"{len(runs)} runs" + (": " if runs else "") + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + ".  ",
     ]
+    pairs = twin_orderings(analyses)
     if runs or not analyses:  # a directory of analyses alone gets their tables, not empty run sections
-        parts += runs_markdown(runs, out)
+        parts += runs_markdown(runs, out, [o for _, o in pairs])
+    else:
+        adjust([o for _, o in pairs])
     if analyses:
-        parts += ["", "## Analyses (`python -m residual_lab.analyze`)", "",
-                  f"{len(analyses)} analysis records found under the same directories; each row a "
+        parts += ["", "## Analyses (`python -m residual_lab.analyze`)", ""]
+        if pairs:
+            parts += ["### Curvature against the plain twin (registered: docs/reproducing.md, rule 6)", "",
+                      f"log10 of `hessian`'s top eigenvalue and trace, {TEST_NAME} (two-sided, >= {MIN_SEEDS} "
+                      f"seeds a side), {ADJUSTMENT}-adjusted with every other test of this report; each value "
+                      "shown is one seed's.", "", twin_markdown(pairs), ""]
+        parts += [f"{len(analyses)} analysis records found under the same directories; each row a "
                   "probe's headline numbers (the whole measurement is in the record, the figures beside it). "
                   "`weights`: a fresh net (at init) or the trained run it was loaded from.", "",
                   analyses_markdown(analyses, out)]

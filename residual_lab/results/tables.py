@@ -193,16 +193,21 @@ class Ordering:
 
 
 def compare(a: Row, b: Row, metric: str, names: tuple[str, str]) -> Ordering:
-    """Is ``a``'s ``metric`` lower or higher than ``b``'s beyond seed spread?
-
-    With fewer than :data:`~residual_lab.results.stats.MIN_SEEDS` seeds on a side there is
-    no spread to test against: the two numbers and "not resolved" (at 2 a side Welch's p is
-    shown, not acted on). Otherwise Welch's t-test, two-sided; the verdict waits for the
-    report's :func:`adjust` over all its tests.
-    """
+    """Is ``a``'s ``metric`` lower or higher than ``b``'s beyond seed spread? (:func:`compare_samples`)"""
     va, vb = a.values(metric), b.values(metric)
     numbers = (f"{names[0]} {fmt_mean_std(a.mean(metric), a.std(metric), n=len(va))} vs "
                f"{names[1]} {fmt_mean_std(b.mean(metric), b.std(metric), n=len(vb))}")
+    return compare_samples(va, vb, numbers, names[0])
+
+
+def compare_samples(va: Sequence[float], vb: Sequence[float], numbers: str, subject: str) -> Ordering:
+    """Is the mean of ``va`` (one value per seed) lower or higher than ``vb``'s beyond seed spread?
+
+    With fewer than :data:`~residual_lab.results.stats.MIN_SEEDS` seeds on a side there is
+    no spread to test against: the numbers and "not resolved" (at 2 a side Welch's p is
+    shown, not acted on). Otherwise Welch's t-test, two-sided; the verdict waits for the
+    report's :func:`adjust` over all its tests.
+    """
     few = min(len(va), len(vb))
     if few < MIN_SEEDS:
         rule = f"a verdict needs >= {MIN_SEEDS} seeds per side"
@@ -210,11 +215,11 @@ def compare(a: Row, b: Row, metric: str, names: tuple[str, str]) -> Ordering:
         if few >= 2:  # the test can run: its p is shown, not acted on
             p = welch(va, vb).p
             rule += f"; {TEST_NAME} at these seeds: p={p:.2g}, not adjusted"
-        return Ordering(numbers=numbers, p=p, reason=rule, subject=names[0],
+        return Ordering(numbers=numbers, p=p, reason=rule, subject=subject,
                         seeds_note=f"{few} seed{'s' if few != 1 else ''}, ")
     test = welch(va, vb)
     return Ordering(numbers=numbers, p=test.p, tested=True, direction="lower" if test.t < 0 else "higher",
-                    subject=names[0])
+                    subject=subject)
 
 
 def trend(rows: Sequence[Row], metric: str, name: str) -> Ordering:

@@ -135,6 +135,8 @@ def test_analysis_of_a_run_uses_its_net_and_data(tmp_path):
     saved = analyze(cfg)
     assert saved["meta"]["trained"] and saved["meta"]["shortcut"] == "projection"
     assert saved["meta"]["checkpoint"].endswith("last.ckpt") and saved["result"]["images"] == 16
+    # the budget the weights trained for: what keeps a 1500-step net's record from a 3000-step one's
+    assert saved["meta"]["max_steps"] == OmegaConf.load(run / ".hydra" / "config.yaml").trainer.max_steps
     assert (out / "responses.json").exists() and (out / "responses_std.png").exists()
 
 
