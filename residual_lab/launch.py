@@ -111,8 +111,9 @@ class Launch:
             raise outcome.error  # Ctrl-C in a parallel launcher's worker: the launcher decides
         if outcome.status == "failed":
             self._record_failure(cfg, outcome)
-            if not self.multirun:
-                raise outcome.error  # one sentence and exit 2, or a bug's traceback (entry_point)
+            if not self.multirun:  # one sentence and exit 2, or a bug's traceback (entry_point)
+                console.run_failure = outcome.error  # raised by residual_lab.run.main after Hydra returns
+                return None
             if outcome.bad_input and not tracebacks_wanted():
                 print(f"\nresidual_lab: {outcome.error}\n", file=sys.stderr, flush=True)
             else:  # one failing job must not stop the sweep: record it and let the launcher go on

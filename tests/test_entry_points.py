@@ -65,6 +65,19 @@ def test_report_into_a_path_that_is_a_file_names_it_and_exits_2(tmp_path, capsys
     assert err.startswith(f"\nresidual_lab: {blocker}: File exists; nothing was written over earlier files")
 
 
+def test_a_refused_run_prints_our_sentence_alone_not_hydras_job_line(capsys, monkeypatch, tmp_path):
+    """Hydra writes "Error executing job with overrides: [...]" before re-raising a job's error;
+    the run keeps its error until Hydra has returned, so the sentence is all the person reads."""
+    missing = tmp_path / "no_such_copy"
+    code, output = run_cli(capsys, monkeypatch, "experiment=smoke", "data=imagefolder", f"data.root={missing}",
+                           run_dir=tmp_path / "run")
+    assert code == 2 and "Traceback" not in output and "Error executing job" not in output
+    assert output.rstrip().splitlines()[-1].startswith(f"residual_lab: data.root={missing} is missing or empty.")
+    code, output = run_cli(capsys, monkeypatch, "experiment=smoke", "seed=-1", run_dir=tmp_path / "run2")
+    assert code == 2 and "Error executing job" not in output
+    assert output.rstrip().splitlines()[-1] == "residual_lab: seed must be from 0 to 4294967295 (the seeds numpy accepts), got -1"
+
+
 # --- bench and analyze --------------------------------------------------------------------------
 
 def test_bench_with_a_bad_value_exits_2_with_one_sentence(tmp_path, capsys, monkeypatch):
