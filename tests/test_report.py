@@ -515,6 +515,19 @@ def test_run_records_round_trip(sweep, tmp_path):
     assert (tmp_path / "r1" / "curves.png").stat().st_size > 10_000
 
 
+def test_records_named_by_a_template_of_their_identifying_fields(sweep, tmp_path, capsys):
+    """The budget ladder's records carry their budget in the name, so rungs do not collide."""
+    from residual_lab.results.export import main as export_main
+
+    out = tmp_path / "runs"
+    assert export_main([str(sweep), "--out", str(out), "--name", "{run_name}-steps{max_steps}-seed{seed}"]) == 0
+    (steps,) = {r.summary["max_steps"] for r in find_runs(sweep)}
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}-steps{steps}-seed0" for n in NAMES)
+    assert export_main([str(sweep), "--out", str(out), "--name", "{run_name}-{budget}"]) == 2
+    assert capsys.readouterr().err.startswith("residual_lab.results.export: --name '{run_name}-{budget}' names a "
+                                              "field a summary does not identify a run by ('budget'); fields: run_name,")
+
+
 def test_warmup_resolvers_scale_with_the_budget():
     assert [scale_steps(400, m, 64000) for m in (64000, 16000, 500, 40)] == [400, 100, 3, 1]
     assert scale_steps(0, 500, 64000) == 0

@@ -71,12 +71,17 @@ def _identity(summary_file: Path) -> dict:
     return {k: summary.get(k) for k in IDENTITY_FIELDS}
 
 
-def record_name(summary_file: Path, out: Path) -> Path:
-    """``out/<run name>-seed<k>``; when that name holds another experiment's record (e.g. the
-    same net at another lr), ``-<8 hex digits of the identifying fields>`` is added rather
-    than overwrite it."""
+#: A record's directory name, from the run's identifying fields (:data:`IDENTITY_FIELDS`).
+NAME = "{run_name}-seed{seed}"
+
+
+def record_name(summary_file: Path, out: Path, template: str = NAME) -> Path:
+    """``out/<run name>-seed<k>`` (or ``template`` filled from the identifying fields: the budget
+    ladder's ``{run_name}-steps{max_steps}-seed{seed}``); when that name holds another
+    experiment's record (e.g. the same net at another lr), ``-<8 hex digits of the identifying
+    fields>`` is added rather than overwrite it."""
     ident = _identity(summary_file)
-    dest = out / f"{ident['run_name']}-seed{ident['seed']}"
+    dest = out / template.format(**ident)
     existing = dest / SUMMARY_FILE
     if existing.is_file() and _identity(existing) != ident:
         digest = hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -88,8 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("roots", nargs="+", metavar="dir", help="run or sweep (multirun) directories")
     parser.add_argument("--out", required=True, help="the records' directory, e.g. experiments/<preset>/runs")
+    parser.add_argument("--name", default=NAME, help=f"each record's directory name, from the summary's identifying "
+                        f"fields (default {NAME}; the budget ladder's: {{run_name}}-steps{{max_steps}}-seed{{seed}})")
     args = parser.parse_args(argv)
     out = Path(args.out)
+    try:
+        args.name.format(**dict.fromkeys(IDENTITY_FIELDS))
+    except (KeyError, IndexError, ValueError) as err:
+        print(f"residual_lab.results.export: --name {args.name!r} names a field a summary does not identify a run "
+              f"by ({err}); fields: {', '.join(IDENTITY_FIELDS)}", file=sys.stderr)
+        return 2
     try:
         runs = find_runs(args.roots)
     except FileNotFoundError as err:
@@ -101,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if run.path.resolve().is_relative_to(out.resolve()):
             continue  # already a record here
-        dest = record_name(run.path / SUMMARY_FILE, out)
+        dest = record_name(run.path / SUMMARY_FILE, out, args.name)
         export_run_record(run.path, dest)
         size = sum(p.stat().st_size for p in dest.iterdir())
         print(f"{run.path} -> {dest} ({run.status}, {size / 1e3:.1f} kB)")
