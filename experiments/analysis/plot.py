@@ -182,15 +182,21 @@ def trained_figure() -> None:
 
 def curvature_figure(folder: str = "curvature", out: str = "curvature.png") -> None:
     """Hessian density, per-block Jacobian chi, per-block gradient noise scale of the records
-    in ``folder`` (``curvature``: fresh nets; ``curvature_trained``: the ladder's trained nets)."""
+    in ``folder`` (``curvature``: fresh nets; ``curvature_trained``, ``curvature_trained_3000``: the ladder's
+    nets trained 1500 and 3000 steps)."""
     def load(name: str) -> list[dict]:
         return [json.loads(p.read_text()) for p in sorted((HERE / folder / name).glob("*.json"))]
 
     hessians, jacobians, noises = load("hessian"), load("jacobian"), load("gradient_noise")
     if not (hessians or jacobians or noises):
         return
-    label = lambda m: (f"{'plain' if m['shortcut'] == 'none' else 'ResNet'}-{m['depth']}"  # noqa: E731
-                       f"{'' if m['norm'] == 'batch' else ' no norm'}")
+    net = lambda m: (f"{'plain' if m['shortcut'] == 'none' else 'ResNet'}-{m['depth']}"  # noqa: E731
+                     f"{'' if m['norm'] == 'batch' else ' no norm'}")
+    seeds = {}
+    for rec in hessians + jacobians + noises:
+        seeds.setdefault(net(rec["meta"]), set()).add(rec["meta"].get("seed"))
+    # a net measured at several seeds gets one line per seed, each named by its seed
+    label = lambda m: net(m) + (f" seed {m.get('seed')}" if len(seeds[net(m)]) > 1 else "")  # noqa: E731
     style = lambda m: {"color": {20: "C0", 56: "C1"}.get(m["depth"], "C2"),  # noqa: E731
                        "ls": "-" if m["shortcut"] != "none" else ":", "lw": 1.0 if m["norm"] == "batch" else 2.0}
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.2))
@@ -232,3 +238,4 @@ if __name__ == "__main__":
         trained_figure()
         curvature_figure()
         curvature_figure("curvature_trained", "curvature_trained.png")
+        curvature_figure("curvature_trained_3000", "curvature_trained_3000.png")
