@@ -34,7 +34,7 @@ from residual_lab.results import Row, aggregate, find_runs, load_reference
 from residual_lab.results.analyses import analyses_markdown, find_analyses
 from residual_lab.results.curvature_verdicts import twin_markdown, twin_orderings
 from residual_lab.results.loading import Run
-from residual_lab.results.plots import (budget_figure, curves_figure, depth_figure, profiles_figure,
+from residual_lab.results.plots import (budget_figure, curves_figure, depth_figure, numbers_first, profiles_figure,
                                        token_stats_figure)
 from residual_lab.results.reference import CIFAR10_NAMES, describe
 from residual_lab.results.stats import ADJUSTMENT, ALPHA, MIN_SEEDS, REGISTERED, TEST_NAME, WINDOW
@@ -302,8 +302,9 @@ def setup_markdown(runs: list[Run]) -> str:
         return "No run has finished yet."
 
     def values(key: str) -> str:
-        counts = Counter(str(r.get(key)) for r in done)
-        return ", ".join(f"{v}" if len(counts) == 1 else f"{v} ({n} runs)" for v, n in counts.items())
+        counts = Counter(r.get(key) for r in done)  # 500 before 1500, in whatever order the folders came
+        return ", ".join(f"{v}" if len(counts) == 1 else f"{v} ({n} runs)"
+                         for v, n in sorted(counts.items(), key=lambda vn: numbers_first(vn[0])))
 
     lines = ["Protocol of the test errors:"]
     for protocol, n in sorted(Counter(str(r.get("protocol")) for r in done).items()):

@@ -614,3 +614,10 @@ def test_a_gap_against_budget_with_2_seeds_at_a_budget_is_not_resolved(tmp_path)
     assert line == ("- plain-56 minus plain-20, 3 budgets, 16 runs: gap +30.00 at 500, +37.00 at 1500, +44.00 at "
                     "6000 steps: not resolved (a gap against budget needs >= 2 budgets and >= 3 seeds of both nets "
                     "at each; here 3 budget(s), fewest seeds 2).")
+
+
+def test_the_setup_lists_the_budgets_in_numeric_order_whatever_order_the_folders_come_in(tmp_path):
+    # the ladder's report reads its 1500/3000-step folder before fig6's 500-step records
+    runs = [fake_run(tmp_path, 0, 7.0, max_steps=1500), fake_run(tmp_path, 1, 7.0, max_steps=3000),
+            fake_run(tmp_path, 2, 7.0, max_steps=500)]
+    assert "steps (trainer.max_steps): 500 (1 runs), 1500 (1 runs), 3000 (1 runs);" in setup_markdown(runs)

@@ -181,7 +181,7 @@ def colour_key(runs: Sequence[Run]):
 def _colours(runs: Sequence[Run]) -> tuple[Any, dict[Any, Any]]:
     """(:func:`colour_key`, ``{key: colour}``), shared by both panels so plain-56 and resnet-56 match."""
     key = colour_key(runs)
-    keys = sorted({key(r) for r in runs}, key=lambda k: (int(k[0] or 0), *map(_numbers_first, k[1:])))
+    keys = sorted({key(r) for r in runs}, key=lambda k: (int(k[0] or 0), *map(numbers_first, k[1:])))
     if len(keys) <= 10:
         return key, {k: colormaps["tab10"](i) for i, k in enumerate(keys)}
     if len(keys) <= 20:
@@ -189,7 +189,7 @@ def _colours(runs: Sequence[Run]) -> tuple[Any, dict[Any, Any]]:
     return key, {k: colormaps["viridis"](i / (len(keys) - 1)) for i, k in enumerate(keys)}
 
 
-def _numbers_first(value: Any) -> tuple:
+def numbers_first(value: Any) -> tuple:
     """A sort key: numbers by value (width 16 before 128), then anything else by its text."""
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     return (0, float(value), "") if number else (1, 0.0, str(value))
