@@ -5,7 +5,7 @@ states a verdict nobody can check. The pages are the ones a reader greps for ver
 (``grep -n "p = \\|p=" README.md experiments/*/README.md``); a page's printers are the
 ``report.md`` files in its own folder and in the folders it links to (the top README: every
 report), and, for the init study, whose comparisons are between inits rather than depths, its
-own script's output.
+own script's output (and the ladder's labelled exploration, its robust check).
 """
 
 from __future__ import annotations
@@ -23,8 +23,12 @@ EXPERIMENTS = ROOT / "experiments"
 PAGES = [ROOT / "README.md", *sorted(EXPERIMENTS.glob("*/README.md"))]
 #: ``p = 0.0015``, ``p=0.0015`` and the adjusted value after a slash: ``p = 0.0015 / 0.032``.
 STATED = re.compile(r"\bp ?= ?([0-9][0-9.]*(?:e[+-]?[0-9]+)?)(?: / ([0-9][0-9.]*(?:e[+-]?[0-9]+)?))?")
-#: Studies whose p-values a script prints instead of residual_lab.report (the command on their page).
-SCRIPTS = {"init": ["experiments/init/collect.py", "--initial-loss", "experiments/init/initial_loss.jsonl"]}
+#: Scripts that print a study's other p-values (the command on its page): the init study compares
+#: inits, which residual_lab.report does not; the ladder's robust check is a labelled exploration.
+SCRIPTS = {"init": lambda: ["experiments/init/collect.py",
+                            *sorted(f"{p.relative_to(ROOT)}/" for p in (EXPERIMENTS / "init" / "runs").glob("*")),
+                            "--initial-loss", "experiments/init/initial_loss.jsonl"],
+           "ladder": lambda: ["experiments/ladder/robust_check.py", "experiments/fig6/runs", "experiments/ladder/runs"]}
 
 
 def stated(text: str) -> set[str]:
@@ -33,9 +37,7 @@ def stated(text: str) -> set[str]:
 
 @cache
 def printed_by_script(study: str) -> str:
-    args, runs = SCRIPTS[study], sorted(str(p) + "/" for p in (EXPERIMENTS / study / "runs").glob("*"))
-    done = subprocess.run([sys.executable, args[0], *runs, *args[1:]], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run([sys.executable, *SCRIPTS[study]()], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
