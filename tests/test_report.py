@@ -621,3 +621,28 @@ def test_the_setup_lists_the_budgets_in_numeric_order_whatever_order_the_folders
     runs = [fake_run(tmp_path, 0, 7.0, max_steps=1500), fake_run(tmp_path, 1, 7.0, max_steps=3000),
             fake_run(tmp_path, 2, 7.0, max_steps=500)]
     assert "steps (trainer.max_steps): 500 (1 runs), 1500 (1 runs), 3000 (1 runs);" in setup_markdown(runs)
+
+
+def test_slope_difference_hc3_is_the_sandwich_estimator_of_the_whole_design():
+    """Hand route: the HC3 sandwich (X'X)^-1 X' diag(e^2/(1-h)^2) X (X'X)^-1 of the full 4-column
+    design (leverages from the hat matrix), against the package's per-fit closed form."""
+    import numpy as np
+    from scipy import stats as sps
+
+    from residual_lab.results.stats import slope_difference, slope_difference_hc3
+
+    x = [np.log2(s) for s in (500, 1500, 3000) for _ in range(3)]
+    deep = [74.1, 82.9, 82.3, 68.8, 67.3, 65.7, 61.7, 59.2, 57.6]  # wide at the first budget
+    shallow = [51.4, 49.4, 49.1, 32.9, 32.4, 33.4, 23.1, 22.9, 22.8]
+    X = np.array([[1, a, xi, a * xi] for a, ys in ((1, deep), (0, shallow)) for xi, _ in zip(x, ys)])
+    y = np.array(deep + shallow)
+    inverse = np.linalg.inv(X.T @ X)
+    beta = inverse @ X.T @ y
+    e, h = y - X @ beta, np.diag(X @ inverse @ X.T)
+    se = np.sqrt((inverse @ X.T @ np.diag(e**2 / (1 - h) ** 2) @ X @ inverse)[3, 3])
+    fit = slope_difference_hc3(x, deep, x, shallow)
+    assert fit.difference == pytest.approx(beta[3], rel=1e-12)
+    assert fit.p == pytest.approx(2 * sps.t.sf(abs(beta[3] / se), len(y) - 4), rel=1e-9)
+    assert fit.p != pytest.approx(slope_difference(x, deep, x, shallow).p, rel=0.1)  # not the pooled test
+    with pytest.raises(ValueError, match="needs >= 3 budgets per net"):
+        slope_difference_hc3(x[3:], deep[3:], x, shallow)

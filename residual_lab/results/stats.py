@@ -154,6 +154,41 @@ def slope_difference(xa: Sequence[float], ya: Sequence[float], xb: Sequence[floa
     return SlopeDifference(difference=diff, p=t_two_sided_p(t, n - 4), n=n)
 
 
+
+def slope_difference_hc3(xa: Sequence[float], ya: Sequence[float], xb: Sequence[float],
+                         yb: Sequence[float]) -> SlopeDifference:
+    """:func:`slope_difference` with a heteroscedasticity-robust (HC3) standard error: a check
+    on the registered test, never a verdict (no report prints it; experiments/ladder/robust_check.py
+    does, labelled as an exploration).
+
+    The pooled variance assumes every budget's seeds spread alike; a net near chance at the
+    smallest budget spreads more. HC3 (MacKinnon and White 1985) weights each run's squared
+    residual by its leverage instead. The interaction model is two separate line fits, so the
+    variance of the slope difference is the sum of each fit's HC3 slope variance,
+    sum((x_i - mean)^2 e_i^2 / (1 - h_i)^2) / Sxx^2 with h_i = 1/n + (x_i - mean)^2 / Sxx; the
+    t-test keeps n - 4 degrees of freedom. Needs three budgets per net (at two, a run alone at a
+    budget has leverage 1)."""
+    def fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+        mx, my = statistics.fmean(x), statistics.fmean(y)
+        sxx = sum((v - mx) ** 2 for v in x)
+        slope = sum((u - mx) * (v - my) for u, v in zip(x, y)) / sxx
+        leverage = [1 / len(x) + (u - mx) ** 2 / sxx for u in x]
+        if max(leverage) >= 1 - 1e-12:
+            raise ValueError("an HC3 slope needs no run with leverage 1 (three budgets per net)")
+        meat = sum((u - mx) ** 2 * (v - my - slope * (u - mx)) ** 2 / (1 - h) ** 2
+                   for u, v, h in zip(x, y, leverage))
+        return slope, meat / sxx**2
+
+    if min(len(set(xa)), len(set(xb))) < 3:
+        raise ValueError(f"an HC3 slope difference needs >= 3 budgets per net, got {sorted(set(xa))} and "
+                         f"{sorted(set(xb))}")
+    (sa, va), (sb, vb) = fit(xa, ya), fit(xb, yb)
+    n = len(ya) + len(yb)
+    if va + vb == 0.0:
+        return SlopeDifference(difference=sa - sb, p=0.0 if sa != sb else 1.0, n=n)
+    return SlopeDifference(difference=sa - sb, p=t_two_sided_p((sa - sb) / math.sqrt(va + vb), n - 4), n=n)
+
+
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm's step-down adjusted p-values, in the input's order.
 
