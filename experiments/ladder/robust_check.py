@@ -29,10 +29,13 @@ def main() -> None:
     runs = [json.loads(p.read_text()) for f in parser.parse_args().folders for p in sorted(f.glob("*/summary.json"))]
     runs = [r for r in runs if r.get("status") == "completed" and r.get(REGISTERED) is not None]
     for deep, shallow in PAIRS:
-        xa, ya, xb, yb = ([math.log2(r["max_steps"]) if key == "x" else r[REGISTERED]
-                           for r in runs if r["run_name"] == net] for net in (deep, shallow) for key in ("x", "y"))
+        # the budgets both nets ran at, as the report's test (iv) takes them
+        shared = set.intersection(*({r["max_steps"] for r in runs if r["run_name"] == net} for net in (deep, shallow)))
+        xa, ya, xb, yb = ([math.log2(r["max_steps"]) if key == "x" else r[REGISTERED] for r in runs
+                           if r["run_name"] == net and r["max_steps"] in shared]
+                          for net in (deep, shallow) for key in ("x", "y"))
         pooled, robust = slope_difference(xa, ya, xb, yb), slope_difference_hc3(xa, ya, xb, yb)
-        budgets = ", ".join(map(str, sorted({r["max_steps"] for r in runs if r["run_name"] == deep})))
+        budgets = ", ".join(map(str, sorted(shared)))
         print(f"{deep} minus {shallow}, budgets {budgets}, {pooled.n} runs: {pooled.difference:+.2f} points per "
               f"doubling; pooled p={pooled.p:.2g}, HC3 p={robust.p:.2g} ({pooled.n - 4} df, raw, not adjusted; "
               f"exploration, not a verdict)")
