@@ -182,8 +182,8 @@ def trained_figure() -> None:
 
 def curvature_figure(folder: str = "curvature", out: str = "curvature.png") -> None:
     """Hessian density, per-block Jacobian chi, per-block gradient noise scale of the records
-    in ``folder`` (``curvature``: fresh nets; ``curvature_trained``, ``curvature_trained_3000``: the ladder's
-    nets trained 1500 and 3000 steps)."""
+    in ``folder`` (``curvature``: fresh nets; ``curvature_trained``, ``curvature_trained_3000``,
+    ``curvature_trained_6000``: the ladder's nets trained 1500, 3000 and 6000 steps)."""
     def load(name: str) -> list[dict]:
         return [json.loads(p.read_text()) for p in sorted((HERE / folder / name).glob("*.json"))]
 
@@ -239,3 +239,4 @@ if __name__ == "__main__":
         curvature_figure()
         curvature_figure("curvature_trained", "curvature_trained.png")
         curvature_figure("curvature_trained_3000", "curvature_trained_3000.png")
+        curvature_figure("curvature_trained_6000", "curvature_trained_6000.png")
