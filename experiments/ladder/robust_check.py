@@ -14,31 +14,34 @@ registered verdict, raw and unadjusted, never as a verdict::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
+from residual_lab.results import aggregate, find_runs
 from residual_lab.results.stats import REGISTERED, slope_difference, slope_difference_hc3
-
-PAIRS = (("plain-56", "plain-20"), ("resnet-56-identity", "resnet-20-identity"))
+from residual_lab.results.tables import budget_ladders
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path, help="folders of run records (fig6's, the ladder's)")
-    runs = [json.loads(p.read_text()) for f in parser.parse_args().folders for p in sorted(f.glob("*/summary.json"))]
-    runs = [r for r in runs if r.get("status") == "completed" and r.get(REGISTERED) is not None]
-    for deep, shallow in PAIRS:
-        # the budgets both nets ran at, as the report's test (iv) takes them
-        shared = set.intersection(*({r["max_steps"] for r in runs if r["run_name"] == net} for net in (deep, shallow)))
-        xa, ya, xb, yb = ([math.log2(r["max_steps"]) if key == "x" else r[REGISTERED] for r in runs
-                           if r["run_name"] == net and r["max_steps"] in shared]
-                          for net in (deep, shallow) for key in ("x", "y"))
-        pooled, robust = slope_difference(xa, ya, xb, yb), slope_difference_hc3(xa, ya, xb, yb)
-        budgets = ", ".join(map(str, sorted(shared)))
-        print(f"{deep} minus {shallow}, budgets {budgets}, {pooled.n} runs: {pooled.difference:+.2f} points per "
-              f"doubling; pooled p={pooled.p:.2g}, HC3 p={robust.p:.2g} ({pooled.n - 4} df, raw, not adjusted; "
-              f"exploration, not a verdict)")
+    # the report's own grouping: rows over seeds, nets that agree on every field but depth and budget
+    for nets in budget_ladders(aggregate(find_runs(parser.parse_args().folders))).values():
+        for shortcut in sorted({s for s, _ in nets}, key=lambda s: (s != "none", s)):
+            depths = sorted(d for s, d in nets if s == shortcut)
+            deep, shallow = nets[(shortcut, depths[-1])], nets[(shortcut, depths[0])]
+            shared = sorted(set(deep) & set(shallow))  # the budgets both nets ran at, as test (iv) takes them
+            if len(depths) < 2 or len(shared) < 3:
+                continue
+            fits = [([math.log2(s) for s in shared for _ in net[s].values(REGISTERED)],
+                     [v for s in shared for v in net[s].values(REGISTERED)]) for net in (deep, shallow)]
+            (xa, ya), (xb, yb) = fits
+            pooled, robust = slope_difference(xa, ya, xb, yb), slope_difference_hc3(xa, ya, xb, yb)
+            net = "plain-{}" if shortcut == "none" else \
+                "ResNet-{}" + ("" if shortcut == "identity" else f" ({shortcut})")
+            print(f"{net.format(depths[-1])} minus {net.format(depths[0])}, budgets {', '.join(map(str, shared))}, "
+                  f"{pooled.n} runs: {pooled.difference:+.2f} points per doubling; pooled p={pooled.p:.2g}, "
+                  f"HC3 p={robust.p:.2g} ({pooled.n - 4} df, raw, not adjusted; exploration, not a verdict)")
 
 
 if __name__ == "__main__":

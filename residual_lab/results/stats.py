@@ -126,6 +126,14 @@ class SlopeDifference:
     n: int
 
 
+def _line(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, list[float]]:
+    """Least-squares line of y on x: (slope, Sxx, residuals)."""
+    mx, my = statistics.fmean(x), statistics.fmean(y)
+    sxx = sum((v - mx) ** 2 for v in x)
+    slope = sum((u - mx) * (v - my) for u, v in zip(x, y)) / sxx
+    return slope, sxx, [v - my - slope * (u - mx) for u, v in zip(x, y)]
+
+
 def slope_difference(xa: Sequence[float], ya: Sequence[float], xb: Sequence[float],
                      yb: Sequence[float]) -> SlopeDifference:
     """Does the gap between two nets change with x? The interaction term of the least-squares
@@ -139,11 +147,8 @@ def slope_difference(xa: Sequence[float], ya: Sequence[float], xb: Sequence[floa
                          f"{sorted(set(xa))} and {sorted(set(xb))}")
 
     def fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float]:
-        mx, my = statistics.fmean(x), statistics.fmean(y)
-        sxx = sum((v - mx) ** 2 for v in x)
-        slope = sum((u - mx) * (v - my) for u, v in zip(x, y)) / sxx
-        rss = sum((v - my - slope * (u - mx)) ** 2 for u, v in zip(x, y))
-        return slope, sxx, rss
+        slope, sxx, residuals = _line(x, y)
+        return slope, sxx, sum(e**2 for e in residuals)
 
     (sa, sxx_a, rss_a), (sb, sxx_b, rss_b) = fit(xa, ya), fit(xb, yb)
     n = len(ya) + len(yb)
@@ -152,7 +157,6 @@ def slope_difference(xa: Sequence[float], ya: Sequence[float], xb: Sequence[floa
         return SlopeDifference(difference=diff, p=0.0 if diff else 1.0, n=n)
     t = diff / math.sqrt(variance * (1 / sxx_a + 1 / sxx_b))
     return SlopeDifference(difference=diff, p=t_two_sided_p(t, n - 4), n=n)
-
 
 
 def slope_difference_hc3(xa: Sequence[float], ya: Sequence[float], xb: Sequence[float],
@@ -169,14 +173,9 @@ def slope_difference_hc3(xa: Sequence[float], ya: Sequence[float], xb: Sequence[
     t-test keeps n - 4 degrees of freedom. Needs three budgets per net (at two, a run alone at a
     budget has leverage 1)."""
     def fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
-        mx, my = statistics.fmean(x), statistics.fmean(y)
-        sxx = sum((v - mx) ** 2 for v in x)
-        slope = sum((u - mx) * (v - my) for u, v in zip(x, y)) / sxx
-        leverage = [1 / len(x) + (u - mx) ** 2 / sxx for u in x]
-        if max(leverage) >= 1 - 1e-12:
-            raise ValueError("an HC3 slope needs no run with leverage 1 (three budgets per net)")
-        meat = sum((u - mx) ** 2 * (v - my - slope * (u - mx)) ** 2 / (1 - h) ** 2
-                   for u, v, h in zip(x, y, leverage))
+        slope, sxx, residuals = _line(x, y)
+        mx = statistics.fmean(x)
+        meat = sum((u - mx) ** 2 * e**2 / (1 - 1 / len(x) - (u - mx) ** 2 / sxx) ** 2 for u, e in zip(x, residuals))
         return slope, meat / sxx**2
 
     if min(len(set(xa)), len(set(xb))) < 3:
