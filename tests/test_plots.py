@@ -246,6 +246,19 @@ def test_experiments_are_a_folder_and_a_setup_seeds_of_two_sweeps_pooled(tmp_pat
     ]
 
 
+def test_experiments_of_one_setup_field_come_in_its_numeric_order_whatever_order_the_folders_come_in(tmp_path):
+    """A budget ladder: the 1500/3000/6000-step folder before the 500-step one, and 6000 before
+    1500 inside it, still draws its rows 500, 1500, 3000, 6000 steps (not 10000 before 500)."""
+    from residual_lab.results.plots import experiment_groups
+
+    ladder = [sweep_run(tmp_path / "ladder", 10.0, depth=4, seed=0, max_steps=s) for s in (6000, 1500, 3000)]
+    short = [sweep_run(tmp_path / "fig6", 10.0, depth=4, seed=0, max_steps=500)]
+    groups = experiment_groups(ladder + short)
+    assert [title for title, _ in groups] == [
+        "500 steps (fig6): 1 runs, 1 nets", "1500 steps (ladder): 1 runs, 1 nets",
+        "3000 steps (ladder): 1 runs, 1 nets", "6000 steps (ladder): 1 runs, 1 nets"]
+
+
 def test_the_budget_figure_draws_each_familys_gap_with_its_welch_interval(tmp_path):
     """plain-20/56 and ResNet-20/56 at 500 and 1500 steps, 3 seeds each: the right panel's points
     are the deep-minus-shallow means, the bars the 95 % Welch half-widths, computed by hand."""

@@ -50,7 +50,8 @@ def _record_dir(run: Run) -> Path:
 
 
 def experiment_groups(runs: Sequence[Run]) -> list[tuple[str, list[Run]]]:
-    """(title, runs) per experiment, in the order the runs come.
+    """(title, runs) per experiment, in the order of the setup values that differ between them
+    (numbers by value: a budget ladder's rows go 500, 1500, 3000 steps), else as the runs come.
 
     An experiment is the runs of one folder (a sweep, a preset's records) that share the training
     setup (:data:`SETUP_FIELDS`). Folders with the same setup are one experiment (seeds run on
@@ -77,6 +78,7 @@ def experiment_groups(runs: Sequence[Run]) -> list[tuple[str, list[Run]]]:
     folders = [f for m in merged for f in m[1]]
     common = Path(*Path(folders[0]).parts[:_common_depth(folders)]) if len(set(folders)) > 1 else None
     differ = [i for i, k in enumerate(SETUP_FIELDS) if len({m[0][i] for m in merged}) > 1]
+    merged.sort(key=lambda m: [numbers_first(m[2][0].get(SETUP_FIELDS[i])) for i in differ])  # 500 before 1500 steps
     groups = []
     for setup, dirs, members, _ in merged:
         names = [str(d.relative_to(common)) if common is not None else d.name for d in dirs]
