@@ -607,13 +607,30 @@ def test_a_gap_that_grows_with_the_budget_is_stated_with_the_budget_test(tmp_pat
     assert "over 4 tests" in line
 
 
-def test_a_gap_against_budget_with_2_seeds_at_a_budget_is_not_resolved(tmp_path):
+def test_a_budget_with_2_seeds_is_left_out_of_the_gap_test_and_named(tmp_path):
+    """A rung still running (2 seeds of both nets at 1500 steps) neither enters the slope fit nor
+    erases the verdict of the complete rungs: the fit is the one over 500 and 6000 steps alone."""
+    from residual_lab.results.stats import slope_difference
+
     runs = ladder_runs(tmp_path / "a", {500: (50.0, 80.0), 6000: (24.0, 68.0)})
     runs += ladder_runs(tmp_path / "b", {1500: (33.0, 70.0)}, seeds=2)
     line = next(x for x in verdicts_markdown(aggregate(runs)).splitlines() if x.startswith("- plain-56 minus"))
-    assert line == ("- plain-56 minus plain-20, 3 budgets, 16 runs: gap +30.00 at 500, +37.00 at 1500, +44.00 at "
-                    "6000 steps: not resolved (a gap against budget needs >= 2 budgets and >= 3 seeds of both nets "
-                    "at each; here 3 budget(s), fewest seeds 2).")
+    x = [math.log2(s) for s in (500, 6000) for _ in range(3)]
+    fit = slope_difference(x, [m + s - 1 for m in (80.0, 68.0) for s in range(3)],
+                           x, [m + s - 1 for m in (50.0, 24.0) for s in range(3)])
+    assert line.startswith("- plain-56 minus plain-20, 2 budgets, 12 runs: gap +30.00 at 500, +44.00 at 6000 steps "
+                           "(not in the fit until both nets have 3 seeds there: +37.00 at 1500, fewest seeds 2): "
+                           f"{fit.difference:+.2f} points per doubling of the budget: the gap grows (difference of "
+                           f"least-squares slopes on log2(steps), p={fit.p:.2g}, Holm-adjusted p=")
+
+
+def test_a_gap_against_budget_with_one_complete_budget_is_not_resolved(tmp_path):
+    runs = ladder_runs(tmp_path / "a", {500: (50.0, 80.0)})
+    runs += ladder_runs(tmp_path / "b", {1500: (33.0, 70.0), 6000: (24.0, 68.0)}, seeds=2)
+    line = next(x for x in verdicts_markdown(aggregate(runs)).splitlines() if x.startswith("- plain-56 minus"))
+    assert line == ("- plain-56 minus plain-20, 3 budgets, 14 runs: gap +30.00 at 500, +37.00 at 1500, +44.00 at "
+                    "6000 steps: not resolved (a gap against budget needs >= 2 budgets with >= 3 seeds of both nets; "
+                    "here 1 of 3 budget(s), fewest seeds 2).")
 
 
 def test_the_setup_lists_the_budgets_in_numeric_order_whatever_order_the_folders_come_in(tmp_path):

@@ -259,19 +259,33 @@ def budget_gap(deep: dict[int, Row], shallow: dict[int, Row], metric: str, name:
     ``shallow`` map trainer.max_steps to the rows of two nets that agree on everything else;
     the difference of their least-squares slopes on log2(steps) over every seed of every
     shared budget (:func:`~residual_lab.results.stats.slope_difference`), in points per
-    doubling of the budget, its verdict after :func:`adjust`. Needs >= 2 shared budgets and
-    >= :data:`MIN_SEEDS` seeds of both nets at each, like an ordering."""
-    steps = sorted(set(deep) & set(shallow))
-    gaps = []
-    for s in steps:
-        d, b = deep[s].mean(metric), shallow[s].mean(metric)
-        gaps.append(f"{d - b:+.2f} at {s}" if d is not None and b is not None else f"– at {s}")
-    few = min((len(r.values(metric)) for s in steps for r in (deep[s], shallow[s])), default=0)
+    doubling of the budget, its verdict after :func:`adjust`. Only budgets with >=
+    :data:`MIN_SEEDS` seeds of both nets enter the fit, like an ordering's sides; a rung still
+    running is named beside it, so it neither counts early nor erases the complete rungs' verdict.
+    Needs >= 2 such budgets."""
+    shared = sorted(set(deep) & set(shallow))
+
+    def seeds(s: int) -> int:
+        return min(len(deep[s].values(metric)), len(shallow[s].values(metric)))
+
+    def gaps(budgets: list[int]) -> str:
+        means = [(deep[s].mean(metric), shallow[s].mean(metric)) for s in budgets]
+        return ", ".join(f"{d - b:+.2f} at {s}" if d is not None and b is not None else f"– at {s}"
+                         for s, (d, b) in zip(budgets, means))
+
+    steps = [s for s in shared if seeds(s) >= MIN_SEEDS]  # a rung still running waits outside the fit
+    if len(steps) < 2:
+        runs = sum(len(r.values(metric)) for s in shared for r in (deep[s], shallow[s]))
+        return Ordering(numbers=f"{name}, {len(shared)} budgets, {runs} runs: gap {gaps(shared)} steps",
+                        reason=f"a gap against budget needs >= 2 budgets with >= {MIN_SEEDS} seeds of both nets; "
+                               f"here {len(steps)} of {len(shared)} budget(s), fewest seeds "
+                               f"{min(map(seeds, shared), default=0)}")
+    waiting = [s for s in shared if s not in steps]
     runs = sum(len(r.values(metric)) for s in steps for r in (deep[s], shallow[s]))
-    span = f"{name}, {len(steps)} budgets, {runs} runs: gap {', '.join(gaps)} steps"
-    if len(steps) < 2 or few < MIN_SEEDS:
-        return Ordering(numbers=span, reason=f"a gap against budget needs >= 2 budgets and >= {MIN_SEEDS} seeds "
-                                             f"of both nets at each; here {len(steps)} budget(s), fewest seeds {few}")
+    span = f"{name}, {len(steps)} budgets, {runs} runs: gap {gaps(steps)} steps"
+    if waiting:
+        span += (f" (not in the fit until both nets have {MIN_SEEDS} seeds there: {gaps(waiting)}, fewest seeds "
+                 f"{min(map(seeds, waiting))})")
     xs = {s: math.log2(s) for s in steps}
     fit = slope_difference([xs[s] for s in steps for _ in deep[s].values(metric)],
                            [v for s in steps for v in deep[s].values(metric)],
