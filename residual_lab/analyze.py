@@ -47,7 +47,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from residual_lab.console import quiet_library_noise
-from residual_lab.conf_dir import CONFIG_DIR
+from residual_lab.conf_dir import hydra_config_dir
 from residual_lab.errors import UserFacingError, entry_point
 from residual_lab.io import atomic_write, write_json
 from residual_lab.probes import DESCRIPTIONS, PROBES
@@ -188,7 +188,7 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="analyze")
+@hydra.main(version_base="1.3", config_path=hydra_config_dir(), config_name="analyze")
 def _main(cfg: DictConfig) -> None:
     analyze(cfg)
 

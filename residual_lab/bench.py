@@ -51,7 +51,7 @@ from torch import nn
 from residual_lab.callbacks import IntervalCallback
 from residual_lab.console import quiet_library_noise
 from residual_lab.io import write_json
-from residual_lab.conf_dir import CONFIG_DIR
+from residual_lab.conf_dir import hydra_config_dir
 from residual_lab.errors import entry_point
 from residual_lab.run import build
 
@@ -498,7 +498,7 @@ def _translate_flags(argv: list[str]) -> list[str]:
     return out
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="bench")
+@hydra.main(version_base="1.3", config_path=hydra_config_dir(), config_name="bench")
 def _main(cfg: DictConfig) -> None:
     benchmark(cfg)
 

@@ -14,3 +14,14 @@ def _config_dir() -> str:
 
 
 CONFIG_DIR = _config_dir()
+
+
+def hydra_config_dir() -> str:
+    """:data:`CONFIG_DIR`, for a Hydra app or ``initialize_config_dir``: it first stores what
+    composing conf/ needs beyond the resolvers, the Trainer's schema (conf/trainer/), made from
+    Lightning's signature. Kept out of ``import residual_lab`` because importing Lightning is
+    most of the start of ``report`` and ``export``, which never compose."""
+    from residual_lab.resolvers import register
+
+    register()
+    return CONFIG_DIR

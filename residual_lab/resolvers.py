@@ -1,6 +1,8 @@
 """Everything conf/ needs registered before Hydra composes it, in one place: the OmegaConf
-resolvers its files call and the Trainer's schema in Hydra's ConfigStore. ``import residual_lab``
-calls :func:`register`.
+resolvers its files call (:func:`register_resolvers`, which ``import residual_lab`` calls) and the
+Trainer's schema in Hydra's ConfigStore (:func:`register`, which
+:func:`residual_lab.conf_dir.hydra_config_dir` calls: it imports Lightning, which the commands
+that only read records never need).
 
 A sweep such as ``experiment=table6`` varies ``depth``; only ResNet-110 warms up, and its
 400 warm-up steps belong to the paper's 64k-step schedule, so a shorter budget shortens
@@ -70,8 +72,15 @@ def register() -> None:
     from its signature: :func:`residual_lab.schema.trainer_schema`). Idempotent."""
     from hydra.core.config_store import ConfigStore
 
-    from residual_lab.naming import external_run_name, run_name
     from residual_lab.schema import trainer_schema
+
+    register_resolvers()
+    ConfigStore.instance().store(group="trainer", name="schema", node=trainer_schema())
+
+
+def register_resolvers() -> None:
+    """Register every OmegaConf resolver conf/ uses (cheap: nothing imports torch). Idempotent."""
+    from residual_lab.naming import external_run_name, run_name
     from residual_lab.sweep import gpu_count, gpu_for_job, threads_per_job
 
     for name, fn in (("run_name", run_name), ("external_run_name", external_run_name),
@@ -81,4 +90,3 @@ def register() -> None:
                      ("fresh_only", fresh_only), ("analysis_label", analysis_label),
                      ("num_classes_of", num_classes_of)):
         OmegaConf.register_new_resolver(name, fn, replace=True)
-    ConfigStore.instance().store(group="trainer", name="schema", node=trainer_schema())

@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from residual_lab import console
 from residual_lab.callbacks.run_guard import Diverged, Interrupted, RunGuard
 from residual_lab.checkpoint_io import AtomicCheckpointIO
-from residual_lab.conf_dir import CONFIG_DIR
+from residual_lab.conf_dir import hydra_config_dir
 from residual_lab.errors import USAGE_EXIT_CODE, UserFacingError, entry_point
 from residual_lab.io import atomic_write
 from residual_lab.launch import Launch, Outcome
@@ -44,6 +44,8 @@ from residual_lab.resume import load_run_config
 from residual_lab.summary import final_weights_errors, run_summary, summary_line, write_summary
 from residual_lab.sweep import resume_checkpoint
 from residual_lab.validation import check_checkpoint_matches, instantiation_error, validate_config
+
+CONFIG_DIR = hydra_config_dir()  #: conf/, ready to compose (the Trainer's schema stored)
 
 __all__ = ["CONFIG_DIR", "Outcome", "build", "load_run_config", "main", "train"]
 log = logging.getLogger(__name__)

@@ -94,3 +94,20 @@ def test_pip_install_then_smoke_from_outside_the_clone(tmp_path):
     script = subprocess.run([venv / "bin" / "residual-lab", "run", "--cfg", "job", "experiment=smoke"],
                             cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
     assert script.returncode == 0 and "depth: 8" in script.stdout, script.stderr[-3000:]
+
+
+def test_the_commands_that_only_read_records_do_not_import_torch_or_lightning():
+    """``report`` and ``export`` read summary.json files; Lightning's import alone is ~4 s of
+    their start. Only composing conf/ needs the Trainer's schema (residual_lab.conf_dir)."""
+    code = ("import sys, residual_lab.report, residual_lab.results.export; "
+            "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+
+
+def test_composing_through_the_run_modules_config_dir_finds_the_trainer_schema():
+    from hydra.core.config_store import ConfigStore
+
+    from residual_lab.run import CONFIG_DIR  # noqa: F401  (what composing imports)
+
+    assert "schema.yaml" in ConfigStore.instance().list("trainer")
