@@ -171,3 +171,17 @@ def test_the_reference_loops_workers_are_not_persistent():
                                device=torch.device("cpu"))
     assert loop.loader.num_workers == 1 and loop.loader.persistent_workers is False
     assert loop.step() > 0  # and the loop still trains through its workers
+
+
+def test_the_held_out_protocol_bench_does_not_warn_about_the_validation_it_skips(tmp_path):
+    """The bench fits without validation by design (training speed only): ModelCheckpoint's
+    "could not find the monitored key" warning under protocol=heldout is noise, every window."""
+    import warnings
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("bench", overrides=[*TINY, "protocol=heldout", "bench.variants=[full]", "bench.rounds=1",
+                                          f"bench.output={tmp_path / 'b.json'}", f"paths.output_dir={tmp_path}"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bench.benchmark(cfg)
+    assert not [str(w.message) for w in caught if "could not find the monitored key" in str(w.message)]
