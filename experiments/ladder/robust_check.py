@@ -18,8 +18,8 @@ import math
 from pathlib import Path
 
 from residual_lab.results import aggregate, find_runs
-from residual_lab.results.stats import MIN_SEEDS, REGISTERED, slope_difference, slope_difference_hc3
-from residual_lab.results.tables import budget_ladders
+from residual_lab.results.stats import REGISTERED, slope_difference, slope_difference_hc3
+from residual_lab.results.tables import budget_ladders, fitted_budgets
 
 
 def main() -> None:
@@ -30,9 +30,7 @@ def main() -> None:
         for shortcut in sorted({s for s, _ in nets}, key=lambda s: (s != "none", s)):
             depths = sorted(d for s, d in nets if s == shortcut)
             deep, shallow = nets[(shortcut, depths[-1])], nets[(shortcut, depths[0])]
-            # the budgets with >= 3 seeds of both nets, as test (iv) fits them (a rung still running waits)
-            shared = sorted(s for s in set(deep) & set(shallow)
-                            if min(len(deep[s].values(REGISTERED)), len(shallow[s].values(REGISTERED))) >= MIN_SEEDS)
+            shared = fitted_budgets(deep, shallow, REGISTERED)  # the rungs test (iv) fits
             if len(depths) < 2 or len(shared) < 3:
                 continue
             fits = [([math.log2(s) for s in shared for _ in net[s].values(REGISTERED)],

@@ -254,6 +254,13 @@ def budget_ladders(rows: Sequence[Row]) -> dict[tuple, dict[tuple[str, int], dic
     return {rest: nets for rest, nets in out.items() if len({s for by in nets.values() for s in by}) >= 2}
 
 
+def fitted_budgets(deep: dict[int, Row], shallow: dict[int, Row], metric: str) -> list[int]:
+    """The budgets both nets ran at with >= :data:`MIN_SEEDS` seeds of each: the rungs the
+    gap-against-budget test fits (a rung still running waits outside it)."""
+    return [s for s in sorted(set(deep) & set(shallow))
+            if min(len(deep[s].values(metric)), len(shallow[s].values(metric))) >= MIN_SEEDS]
+
+
 def budget_gap(deep: dict[int, Row], shallow: dict[int, Row], metric: str, name: str) -> Ordering:
     """Does the deeper-minus-shallower gap shrink or grow with the budget? ``deep`` and
     ``shallow`` map trainer.max_steps to the rows of two nets that agree on everything else;
@@ -273,7 +280,7 @@ def budget_gap(deep: dict[int, Row], shallow: dict[int, Row], metric: str, name:
         return ", ".join(f"{d - b:+.2f} at {s}" if d is not None and b is not None else f"– at {s}"
                          for s, (d, b) in zip(budgets, means))
 
-    steps = [s for s in shared if seeds(s) >= MIN_SEEDS]  # a rung still running waits outside the fit
+    steps = fitted_budgets(deep, shallow, metric)
     if len(steps) < 2:
         runs = sum(len(r.values(metric)) for s in shared for r in (deep[s], shallow[s]))
         return Ordering(numbers=f"{name}, {len(shared)} budgets, {runs} runs: gap {gaps(shared)} steps",
