@@ -37,8 +37,9 @@ def _warmup(step: int, warmup_steps: int, warmup_factor: float, mode: str) -> fl
 def multistep_schedule(optimizer: Optimizer, *, total_steps: int, milestones: Milestones = (0.5, 0.75),
                        gamma: Annotated[float, POSITIVE] = 0.1, warmup_steps: WarmupSteps = 0,
                        warmup_factor: WarmupFactor = 0.1, warmup_mode: WarmupMode = "constant") -> LambdaLR:
-    """Divide the lr by ``1/gamma`` at each milestone (fractions of ``total_steps``)."""
-    bounds = [round(m * total_steps) for m in milestones]
+    """Divide the lr by ``1/gamma`` at each milestone (fractions of ``total_steps``), in any order,
+    as torch's MultiStepLR counts its milestones."""
+    bounds = sorted(round(m * total_steps) for m in milestones)
 
     def factor(step: int) -> float:
         w = _warmup(step, warmup_steps, warmup_factor, warmup_mode)

@@ -39,3 +39,13 @@ def test_resnet110_warmup_runs_at_a_tenth_then_returns_to_the_base_lr():
 def test_cosine_and_constant():
     assert lrs(cosine_schedule, [0, 50, 100], total_steps=100) == pytest.approx([0.1, 0.05, 0.0])
     assert lrs(constant_schedule, [0, 5, 9], total_steps=10, warmup_steps=5) == pytest.approx([0.01, 0.1, 0.1])
+
+
+def test_milestones_in_any_order_give_the_schedule_of_the_sorted_ones_as_torchs_multisteplr_does():
+    # MultiStepLR counts milestones, so their order does not matter; scheduler.milestones=[0.75,0.5]
+    # must not divide twice at step 250 of 500 (a bisect over unsorted bounds did).
+    steps = [0, 249, 250, 300, 374, 375, 499]
+    got = lrs(multistep_schedule, steps, total_steps=500, milestones=[0.75, 0.5])
+    torch_lrs = lrs(lambda o, **_: torch.optim.lr_scheduler.MultiStepLR(o, milestones=[375, 250]), steps)
+    assert got == pytest.approx(torch_lrs)
+    assert torch_lrs == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.01, 0.001, 0.001])
