@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import os
@@ -54,10 +55,18 @@ def composition_message(err: Exception) -> str | None:
     cause = err.__cause__
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and text.startswith("Could not override"):
         # `detph=56`: Hydra suggests `+detph=56`, which would add a key nothing reads.
+        # A key the node's target takes but its yaml does not list (Adam's eps) needs that `+`.
         value = re.search(r"use \+\S+?=(.*)$", text, re.M)
-        candidates = list(cause.parent_node.keys()) if cause.parent_node is not None else []
-        return schema.unknown_key_message(cause.full_key, _parsed(value.group(1)) if value else "?",
-                                          [c for c in candidates if c not in schema.HYDRA_KEYS])
+        parsed = _parsed(value.group(1)) if value else "?"
+        parent = cause.parent_node if cause.parent_node is not None else {}
+        target = parent.get("_target_") if isinstance(parent.get("_target_"), str) else None
+        takes = schema.target_schema(target) if target else None
+        takes = [f.name for f in dataclasses.fields(takes)] if takes else []
+        if cause.full_key.rpartition(".")[2] in takes:
+            return (f"'{cause.full_key}' is not in the config, but {target} takes it: "
+                    f"add it with +{cause.full_key}={schema.show(parsed)}")
+        candidates = dict.fromkeys([*parent.keys(), *takes])
+        return schema.unknown_key_message(cause.full_key, parsed, [c for c in candidates if c not in schema.HYDRA_KEYS])
     if isinstance(cause, ValidationError):
         key = cause.full_key
         merged = re.search(r"Error merging override (\S+?)=(.*)$", text, re.M)
@@ -84,7 +93,6 @@ def _parsed(text: str) -> Any:
 
 
 def _field_type(object_type: Any, key: str) -> Any:
-    import dataclasses
     import typing
 
     if object_type is not None and dataclasses.is_dataclass(object_type):

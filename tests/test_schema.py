@@ -61,6 +61,16 @@ BAD_INPUTS = [
     (["optimizer=adam", "optimizer.betas=[1.5,0.9]"],
      "optimizer.betas=[1.5, 0.9] is refused by torch.optim.Adam: Invalid beta parameter at index 0: 1.5"),
     (["data.source.num_classes=1"], "data.source.num_classes must be >= 2, got 1"),
+    (["optimizer=adam", "optimizer.eps=0.001"],  # Adam takes eps; conf/optimizer/adam.yaml does not list it
+     "'optimizer.eps' is not in the config, but torch.optim.Adam takes it: add it with +optimizer.eps=0.001"),
+    (["optimizer=adam", "optimizer.epss=0.001"],
+     "unknown config key 'optimizer.epss' (set to 0.001); did you mean 'optimizer.eps'?"),
+    (["~detph"], "cannot delete 'detph' (~detph): the config has no such key"),
+    (["+optimizer.xyzzy=1"], "unknown config key 'optimizer.xyzzy' (set to 1): torch.optim.SGD takes no 'xyzzy'; "
+                             "valid keys under optimizer: dampening, differentiable, foreach, fused, lr, maximize, "
+                             "momentum, nesterov, params, weight_decay"),
+    (["optimizer.nesterov=true", "optimizer.momentum=0"],
+     "optimizer.momentum=0.0 is refused by torch.optim.SGD: Nesterov momentum requires a momentum and zero dampening"),
     (["depth=[1"], "cannot read an override: no viable alternative at input '[1' (the syntax is key=value; "
                    "https://hydra.cc/docs/advanced/override_grammar/basic)"),
 ]
