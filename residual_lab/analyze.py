@@ -48,7 +48,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from residual_lab.console import quiet_library_noise
 from residual_lab.conf_dir import hydra_config_dir
-from residual_lab.errors import UserFacingError, entry_point
+from residual_lab.errors import UserFacingError, entry_point, single_run_job
 from residual_lab.io import atomic_write, write_json
 from residual_lab.probes import DESCRIPTIONS, PROBES
 from residual_lab.resolvers import analysis_label
@@ -189,6 +189,7 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=hydra_config_dir(), config_name="analyze")
+@single_run_job
 def _main(cfg: DictConfig) -> None:
     analyze(cfg)
 

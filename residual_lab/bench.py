@@ -53,7 +53,7 @@ from residual_lab.callbacks import IntervalCallback
 from residual_lab.console import quiet_library_noise
 from residual_lab.io import write_json
 from residual_lab.conf_dir import hydra_config_dir
-from residual_lab.errors import entry_point
+from residual_lab.errors import entry_point, single_run_job
 from residual_lab.run import build
 
 log = logging.getLogger(__name__)
@@ -504,6 +504,7 @@ def _translate_flags(argv: list[str]) -> list[str]:
 
 
 @hydra.main(version_base="1.3", config_path=hydra_config_dir(), config_name="bench")
+@single_run_job
 def _main(cfg: DictConfig) -> None:
     benchmark(cfg)
 

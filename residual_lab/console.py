@@ -33,11 +33,6 @@ sweep_dir: Path | None = None
 #: ends (SweepDirectory): ``residual_lab.run`` exits non-zero on it.
 sweep_failures: tuple[int, int, int] | None = None
 
-#: The error a single run failed with, kept for ``residual_lab.run`` to raise once Hydra has
-#: returned: raised inside the job, Hydra first writes "Error executing job with overrides:
-#: [...]" to stderr, a line that says nothing the one sentence after it does not.
-run_failure: BaseException | None = None
-
 #: Lightning log lines that tell a researcher nothing, matched whole. "GPU available: True
 #: (cuda), used: False" on a GPU machine is news and stays.
 _NOISE_LOGS = re.compile(

@@ -148,8 +148,12 @@ def entry_point(main: Callable) -> Callable:
         saved = {name: os.environ.get(name) for name in ("HYDRA_FULL_ERROR", _TRACEBACKS)}
         os.environ[_TRACEBACKS] = "1" if tracebacks_wanted() else "0"
         os.environ["HYDRA_FULL_ERROR"] = "1"
+        _held.clear()
         try:
-            return main(*args, **kwargs)
+            result = main(*args, **kwargs)
+            if _held:
+                raise _held.pop()
+            return result
         except Exception as err:
             message = user_message(err)
             if message is None or os.environ[_TRACEBACKS] == "1":
@@ -164,6 +168,36 @@ def entry_point(main: Callable) -> Callable:
         sys.exit(USAGE_EXIT_CODE)
 
     return command
+
+
+#: The error a single run's Hydra job ended with, raised by :func:`entry_point` after Hydra returns.
+_held: list[BaseException] = []
+
+
+def hold(err: BaseException) -> None:
+    """Keep a single run's error for :func:`entry_point` to raise once Hydra has returned: raised
+    inside the job, Hydra 1.3 first writes "Error executing job with overrides: [...]" to stderr,
+    a line that says nothing the one sentence after it does not."""
+    _held.append(err)
+
+
+def single_run_job(task: Callable) -> Callable:
+    """A Hydra task whose error, in a single run, is :func:`hold`-ed rather than raised through
+    Hydra (a sweep's jobs keep Hydra's handling: its launcher decides what one failure stops)."""
+    @functools.wraps(task)
+    def job(*args: Any, **kwargs: Any) -> Any:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        try:
+            return task(*args, **kwargs)
+        except Exception as err:
+            if HydraConfig.get().mode != RunMode.RUN:
+                raise
+            hold(err)
+            return None
+
+    return job
 
 
 def user_message(err: BaseException) -> str | None:

@@ -17,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from residual_lab import console
-from residual_lab.errors import UserFacingError, tracebacks_wanted, user_message
+from residual_lab.errors import UserFacingError, hold, tracebacks_wanted, user_message
 from residual_lab.resume import load_run_config
 from residual_lab.run_dir import (DirectoryTaken, RunLock, claim_run_dir, forget_run_dir, holds_a_run, is_rank_zero,
                                   made_by_this_launch)
@@ -112,7 +112,7 @@ class Launch:
         if outcome.status == "failed":
             self._record_failure(cfg, outcome)
             if not self.multirun:  # one sentence and exit 2, or a bug's traceback (entry_point)
-                console.run_failure = outcome.error  # raised by residual_lab.run.main after Hydra returns
+                hold(outcome.error)  # raised by entry_point once Hydra has returned
                 return None
             if outcome.bad_input and not tracebacks_wanted():
                 print(f"\nresidual_lab: {outcome.error}\n", file=sys.stderr, flush=True)

@@ -195,7 +195,7 @@ def main() -> None:
     (:func:`residual_lab.errors.entry_point`); Ctrl-C outside a job (Hydra composing the
     config, a parallel launcher's parent waiting on its workers) ends with exit code 130 and,
     for a sweep, the command that resumes it; a sweep that failed exits non-zero."""
-    console.sweep_failures = console.run_failure = None
+    console.sweep_failures = None
     try:
         _job()
     except KeyboardInterrupt:
@@ -204,8 +204,6 @@ def main() -> None:
         else:
             console.say("stopped by SIGINT before the run started")
         sys.exit(128 + int(signal.SIGINT))
-    if console.run_failure is not None:
-        raise console.run_failure
     if console.sweep_failures is not None:
         jobs, failed, bad_input = console.sweep_failures
         if bad_input:

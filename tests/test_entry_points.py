@@ -96,6 +96,31 @@ def test_bench_with_a_bad_value_exits_2_with_one_sentence(tmp_path, capsys, monk
                                                 "nearest valid depths: 56, 62")
 
 
+def test_analyze_and_bench_refusals_print_our_sentence_alone_not_hydras_job_line(tmp_path, capsys, monkeypatch):
+    """As for run (above): Hydra's "Error executing job with overrides: [...]" line is not printed."""
+    from residual_lab.analyze import main as analyze
+    from residual_lab.bench import main as bench
+
+    missing = tmp_path / "no_run"
+    for main, argv, sentence in [
+            (analyze, ["hessian", f"run_dir={missing}"],
+             f"residual_lab: run_dir={missing}: no .hydra/config.yaml there; point run_dir at a run directory "
+             "(it holds summary.json, checkpoints/ and .hydra/)"),
+            (bench, [*FAST, "depth=57"], "residual_lab: depth 57 is not 6n+2 for block=basic; nearest valid depths: "
+                                         "56, 62")]:
+        monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+        monkeypatch.setattr(sys, "argv", ["cmd", *argv, f"hydra.run.dir={tmp_path / 'out'}"])
+        GlobalHydra.instance().clear()
+        try:
+            code = _exit_code(main)
+        finally:
+            GlobalHydra.instance().clear()
+        out = capsys.readouterr()
+        assert code == 2 and "Traceback" not in out.out + out.err
+        assert "Error executing job" not in out.out + out.err
+        assert out.err.strip().splitlines()[-1] == sentence
+
+
 def test_analyze_on_a_checkpoint_of_another_depth_names_the_keys_in_one_sentence(make_cfg, tmp_path):
     from residual_lab.analyze import load_net
     from residual_lab.run import train
