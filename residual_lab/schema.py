@@ -431,6 +431,17 @@ def _warmup_within_run(v: dict) -> str | None:
     return None
 
 
+def _run_has_an_end(v: dict) -> str | None:
+    """The lr schedule is laid out over the run's length, which Lightning gives as infinite when
+    neither steps nor epochs limit it (it then trains until stopped)."""
+    trainer = v.get("trainer") or {}
+    if trainer.get("max_steps") == -1 and trainer.get("max_epochs") == -1 \
+            and not (v.get("task") or {}).get("schedule_steps"):
+        return ("trainer.max_steps=-1 and trainer.max_epochs=-1 give the run no end, so the lr schedule, laid out "
+                "over the run, has no length; set trainer.max_steps, trainer.max_epochs or task.schedule_steps")
+    return None
+
+
 def _image_side(v: dict) -> int | None:
     """The side of the images the data gives: its ``image_size``, CIFAR's 32, else unknown."""
     source = (v.get("data") or {}).get("source") or {}
@@ -495,4 +506,5 @@ def _devices_on_this_machine(v: dict) -> str | None:
 
 
 #: Conditions between keys, each a sentence or None; checked after every type and range.
-RULES: list[Callable[[dict], str | None]] = [_warmup_within_run, _model_fits_the_images, _devices_on_this_machine]
+RULES: list[Callable[[dict], str | None]] = [_run_has_an_end, _warmup_within_run, _model_fits_the_images,
+                                             _devices_on_this_machine]

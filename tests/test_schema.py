@@ -71,6 +71,9 @@ BAD_INPUTS = [
                              "momentum, nesterov, params, weight_decay"),
     (["optimizer.nesterov=true", "optimizer.momentum=0"],
      "optimizer.momentum=0.0 is refused by torch.optim.SGD: Nesterov momentum requires a momentum and zero dampening"),
+    (["trainer.max_steps=-1", "trainer.max_epochs=-1"],  # Lightning would train until stopped
+     "trainer.max_steps=-1 and trainer.max_epochs=-1 give the run no end, so the lr schedule, laid out over the "
+     "run, has no length; set trainer.max_steps, trainer.max_epochs or task.schedule_steps"),
     (["depth=[1"], "cannot read an override: no viable alternative at input '[1' (the syntax is key=value; "
                    "https://hydra.cc/docs/advanced/override_grammar/basic)"),
 ]
