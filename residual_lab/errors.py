@@ -61,7 +61,7 @@ def composition_message(err: Exception) -> str | None:
         parent = cause.parent_node if cause.parent_node is not None else {}
         target = parent.get("_target_") if isinstance(parent.get("_target_"), str) else None
         takes = schema.target_schema(target) if target else None
-        takes = [f.name for f in dataclasses.fields(takes)] if takes else []
+        takes = schema.settable(takes, parent) if takes else []
         if cause.full_key.rpartition(".")[2] in takes:
             return (f"'{cause.full_key}' is not in the config, but {target} takes it: "
                     f"add it with +{cause.full_key}={schema.show(parsed)}")

@@ -204,7 +204,8 @@ def _default(value: Any) -> Any:
 def schema_of(obj: Callable, target: str = "") -> type | None:
     """A dataclass with one typed field per argument of ``obj`` (a class, function or dataclass),
     with the signature's default; ``OPEN`` when ``obj`` takes ``**kwargs``. Each field's metadata
-    holds its ``range``, its ``choices`` (a ``Literal``) and the ``nested`` dataclass it is.
+    holds its ``range``, its ``choices`` (a ``Literal``), the ``nested`` dataclass it is and whether
+    it is ``required`` (no default).
     None when ``obj`` has no signature (instantiate then speaks for itself)."""
     try:
         sig = inspect.signature(obj)
@@ -228,7 +229,8 @@ def schema_of(obj: Callable, target: str = "") -> type | None:
             literal = [c for a in _union_args(plain) for c in typing.get_args(a)] \
                 if all(typing.get_origin(a) is Literal for a in _union_args(plain)) else []
             nested = next((a for a in _union_args(plain) if dataclasses.is_dataclass(a)), None)
-            meta = {"range": rng or ranges.get(name), "choices": tuple(literal) or None, "nested": nested}
+            meta = {"range": rng or ranges.get(name), "choices": tuple(literal) or None, "nested": nested,
+                    "required": p.default is p.empty}
             fields.append((name, Any if nested else config_type(plain),
                            dataclasses.field(default=_default(p.default), metadata=meta)))
     schema = dataclasses.make_dataclass(f"{getattr(obj, '__name__', 'Target')}Schema", fields)
@@ -352,7 +354,7 @@ def _check(schema: type, values: dict, node: DictConfig, prefix: str, owner: str
             continue  # a node of its own
         if key not in fields:
             if not schema.OPEN:
-                raise ConfigError(unknown_key_message(full, value, list(fields), owner))
+                raise ConfigError(unknown_key_message(full, value, settable(schema, values), owner))
             continue
         meta = fields[key].metadata
         if meta.get("nested") and isinstance(value, dict):
@@ -370,6 +372,13 @@ def _check(schema: type, values: dict, node: DictConfig, prefix: str, owner: str
             raise ConfigError(f"{full} must be one of {', '.join(map(show, choices))}, got {show(value)}")
         if rng and typed[key] is not None and not isinstance(value, dict) and not rng.allows(typed[key]):
             raise ConfigError(f"{full} must be {rng.valid}, got {show(value)}")
+
+
+def settable(schema: type, node: Any) -> list[str]:
+    """The keys a config sets: of a ``_partial_`` node, not the arguments it lacks a default for
+    (an optimizer's ``params``, a schedule's ``total_steps``), which the code passes."""
+    partial = bool(node.get("_partial_")) if hasattr(node, "get") else False
+    return [f.name for f in dataclasses.fields(schema) if not (partial and f.metadata.get("required"))]
 
 
 def _target_nodes(values: Any, prefix: str = ""):

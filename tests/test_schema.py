@@ -66,9 +66,12 @@ BAD_INPUTS = [
     (["optimizer=adam", "optimizer.epss=0.001"],
      "unknown config key 'optimizer.epss' (set to 0.001); did you mean 'optimizer.eps'?"),
     (["~detph"], "cannot delete 'detph' (~detph): the config has no such key"),
-    (["+optimizer.xyzzy=1"], "unknown config key 'optimizer.xyzzy' (set to 1): torch.optim.SGD takes no 'xyzzy'; "
-                             "valid keys under optimizer: dampening, differentiable, foreach, fused, lr, maximize, "
-                             "momentum, nesterov, params, weight_decay"),
+    (["+optimizer.xyzzy=1"],  # not `params`: the optimizer node is partial, the module passes them
+     "unknown config key 'optimizer.xyzzy' (set to 1): torch.optim.SGD takes no 'xyzzy'; valid keys under "
+     "optimizer: dampening, differentiable, foreach, fused, lr, maximize, momentum, nesterov, weight_decay"),
+    (["+scheduler.xyzzy=1"],
+     "unknown config key 'scheduler.xyzzy' (set to 1): residual_lab.schedules.multistep_schedule takes no 'xyzzy'; "
+     "valid keys under scheduler: gamma, milestones, warmup_factor, warmup_mode, warmup_steps"),
     (["optimizer.nesterov=true", "optimizer.momentum=0"],
      "optimizer.momentum=0.0 is refused by torch.optim.SGD: Nesterov momentum requires a momentum and zero dampening"),
     (["trainer.max_steps=-1", "trainer.max_epochs=-1"],  # Lightning would train until stopped
