@@ -96,6 +96,22 @@ def test_bench_with_a_bad_value_exits_2_with_one_sentence(tmp_path, capsys, monk
                                                 "nearest valid depths: 56, 62")
 
 
+def test_export_to_an_unwritable_out_is_one_sentence_and_exit_code_2(tmp_path, capsys):
+    import shutil
+
+    from residual_lab.results.export import main
+
+    record = sorted((helpers.ROOT / "experiments" / "ladder" / "runs").iterdir())[0]  # a committed record
+    shutil.copytree(record, tmp_path / "run")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert _exit_code(main, [str(tmp_path / "run"), "--out", str(blocker / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 3
+    assert err.startswith(f"\nresidual_lab: {blocker / 'runs'}")
+    assert ": Not a directory; nothing was written over earlier files there" in err
+
+
 def test_analyze_and_bench_refusals_print_our_sentence_alone_not_hydras_job_line(tmp_path, capsys, monkeypatch):
     """As for run (above): Hydra's "Error executing job with overrides: [...]" line is not printed."""
     from residual_lab.analyze import main as analyze
