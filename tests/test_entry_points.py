@@ -35,6 +35,19 @@ def _exit_code(main, *args) -> int:
     return 0
 
 
+def _hydra_command(main, argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """A Hydra command (bench, analyze) run in this process: (exit code, stdout, stderr)."""
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setattr(sys, "argv", ["cmd", *argv])
+    GlobalHydra.instance().clear()
+    try:
+        code = _exit_code(main)
+    finally:
+        GlobalHydra.instance().clear()
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 # --- report -----------------------------------------------------------------------------------
 
 def test_report_on_an_empty_folder_exits_2_instead_of_saying_all_runs_completed(tmp_path, capsys):
@@ -83,16 +96,10 @@ def test_a_refused_run_prints_our_sentence_alone_not_hydras_job_line(capsys, mon
 def test_bench_with_a_bad_value_exits_2_with_one_sentence(tmp_path, capsys, monkeypatch):
     from residual_lab.bench import main
 
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    monkeypatch.setattr(sys, "argv", ["bench", *FAST, "depth=57", f"hydra.run.dir={tmp_path / 'b'}"])
-    GlobalHydra.instance().clear()
-    try:
-        code = _exit_code(main)
-    finally:
-        GlobalHydra.instance().clear()
-    out = capsys.readouterr()
-    assert code == 2 and "Traceback" not in out.out + out.err
-    assert out.err.strip().splitlines()[-1] == ("residual_lab: depth 57 is not 6n+2 for block=basic; "
+    code, out, err = _hydra_command(main, [*FAST, "depth=57", f"hydra.run.dir={tmp_path / 'b'}"], monkeypatch, capsys)
+    assert code == 2 and "Traceback" not in out + err
+    assert "Error executing job" not in out + err  # Hydra's job line (errors.single_run_job)
+    assert err.strip().splitlines()[-1] == ("residual_lab: depth 57 is not 6n+2 for block=basic; "
                                                 "nearest valid depths: 56, 62")
 
 
@@ -112,29 +119,17 @@ def test_export_to_an_unwritable_out_is_one_sentence_and_exit_code_2(tmp_path, c
     assert ": Not a directory; nothing was written over earlier files there" in err
 
 
-def test_analyze_and_bench_refusals_print_our_sentence_alone_not_hydras_job_line(tmp_path, capsys, monkeypatch):
-    """As for run (above): Hydra's "Error executing job with overrides: [...]" line is not printed."""
-    from residual_lab.analyze import main as analyze
-    from residual_lab.bench import main as bench
+def test_analyze_with_a_missing_run_exits_2_with_our_sentence_alone_not_hydras_job_line(tmp_path, capsys, monkeypatch):
+    """Exit code 2 and one sentence, without Hydra's "Error executing job with overrides: [...]"."""
+    from residual_lab.analyze import main
 
     missing = tmp_path / "no_run"
-    for main, argv, sentence in [
-            (analyze, ["hessian", f"run_dir={missing}"],
-             f"residual_lab: run_dir={missing}: no .hydra/config.yaml there; point run_dir at a run directory "
-             "(it holds summary.json, checkpoints/ and .hydra/)"),
-            (bench, [*FAST, "depth=57"], "residual_lab: depth 57 is not 6n+2 for block=basic; nearest valid depths: "
-                                         "56, 62")]:
-        monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-        monkeypatch.setattr(sys, "argv", ["cmd", *argv, f"hydra.run.dir={tmp_path / 'out'}"])
-        GlobalHydra.instance().clear()
-        try:
-            code = _exit_code(main)
-        finally:
-            GlobalHydra.instance().clear()
-        out = capsys.readouterr()
-        assert code == 2 and "Traceback" not in out.out + out.err
-        assert "Error executing job" not in out.out + out.err
-        assert out.err.strip().splitlines()[-1] == sentence
+    code, out, err = _hydra_command(main, ["hessian", f"run_dir={missing}", f"hydra.run.dir={tmp_path / 'a'}"],
+                                    monkeypatch, capsys)
+    assert code == 2 and "Traceback" not in out + err and "Error executing job" not in out + err
+    assert err.strip().splitlines()[-1] == (f"residual_lab: run_dir={missing}: no .hydra/config.yaml there; point "
+                                                "run_dir at a run directory (it holds summary.json, checkpoints/ and "
+                                                ".hydra/)")
 
 
 def test_analyze_on_a_checkpoint_of_another_depth_names_the_keys_in_one_sentence(make_cfg, tmp_path):
