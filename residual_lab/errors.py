@@ -65,8 +65,8 @@ def composition_message(err: Exception) -> str | None:
         if cause.full_key.rpartition(".")[2] in takes:
             return (f"'{cause.full_key}' is not in the config, but {target} takes it: "
                     f"add it with +{cause.full_key}={schema.show(parsed)}")
-        candidates = dict.fromkeys([*parent.keys(), *takes])
-        return schema.unknown_key_message(cause.full_key, parsed, [c for c in candidates if c not in schema.HYDRA_KEYS])
+        candidates = [c for c in dict.fromkeys([*parent.keys(), *takes]) if c not in schema.HYDRA_KEYS]
+        return schema.unknown_key_message(cause.full_key, parsed, candidates, "" if candidates else target or "")
     if isinstance(cause, ValidationError):
         key = cause.full_key
         merged = re.search(r"Error merging override (\S+?)=(.*)$", text, re.M)

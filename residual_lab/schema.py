@@ -303,6 +303,8 @@ def unknown_key_message(key: str, value: Any, candidates: Sequence[str], owner: 
     where = f": {owner} takes no '{name}'" if owner else ""
     if near:
         hint = f"did you mean '{prefix + '.' if prefix else ''}{near}'?"
+    elif not candidates:
+        hint = f"no key can be set under {prefix}"
     else:
         shown = ", ".join(sorted(candidates)[:40]) + (", ..." if len(candidates) > 40 else "")
         hint = f"valid keys{' under ' + prefix if prefix else ''}: {shown}"

@@ -77,6 +77,9 @@ BAD_INPUTS = [
     (["trainer.max_steps=-1", "trainer.max_epochs=-1"],  # Lightning would train until stopped
      "trainer.max_steps=-1 and trainer.max_epochs=-1 give the run no end, so the lr schedule, laid out over the "
      "run, has no length; set trainer.max_steps, trainer.max_epochs or task.schedule_steps"),
+    (["hydra.launcher.n_jobs=2"],  # experiment=smoke keeps Hydra's basic launcher (docs/scaling.md: joblib)
+     "unknown config key 'hydra.launcher.n_jobs' (set to 2): hydra._internal.core_plugins.basic_launcher."
+     "BasicLauncher takes no 'n_jobs'; no key can be set under hydra.launcher"),
     (["depth=[1"], "cannot read an override: no viable alternative at input '[1' (the syntax is key=value; "
                    "https://hydra.cc/docs/advanced/override_grammar/basic)"),
 ]
