@@ -364,6 +364,22 @@ def test_one_seed_per_side_states_both_numbers_and_is_not_resolved(tmp_path):
     ]
 
 
+def test_two_seeds_a_side_show_welchs_p_but_are_not_resolved(tmp_path):
+    """2 seeds a side: Welch's p can be computed (here far below 0.05) and is shown, unadjusted,
+    but the rule needs 3 seeds a side, so no ordering is stated and nothing enters Holm's family."""
+    a, b = (30.0, 30.2), (50.0, 50.4)
+    rows = aggregate([net_run(tmp_path, d, "none", seed, e) for d, errors in ((20, a), (56, b))
+                      for seed, e in enumerate(errors)])
+    p = welch(a, b).p
+    assert p < 0.01
+    assert verdicts_markdown(rows).splitlines() == [
+        "(i) plain nets train worse as they get deeper:",
+        "",
+        f"- plain-20 30.10 ± 0.14 (n=2) vs plain-56 50.20 ± 0.28 (n=2): 2 seeds, not resolved (a verdict needs "
+        f">= 3 seeds per side; Welch's t-test at these seeds: p={p:.2g}, not adjusted).",
+    ]
+
+
 def test_three_seeds_a_side_state_an_ordering_only_beyond_the_spread(tmp_path):
     runs = [net_run(tmp_path, d, s, seed, e) for d, s, errors in (
         (20, "none", (30.0, 31.0, 32.0)), (32, "none", (40.0, 41.0, 42.5)),   # clearly apart
