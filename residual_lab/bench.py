@@ -198,6 +198,9 @@ class LightningVariant:
             # the bench fits without validation (training speed only), so under protocol=heldout
             # ModelCheckpoint's monitored val/error never comes: its warning is noise here
             warnings.filterwarnings("ignore", message=r"`ModelCheckpoint\(monitor=.*could not find the monitored key")
+            # every window fits into the same run directory; the previous window's checkpoints are
+            # expected there, and nobody resumes from a bench's
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
             self.trainer.fit(self.module, datamodule=self.datamodule)
         if clock.seconds is None:
             raise RuntimeError(f"the fit stopped after {clock.done} of {warmup + steps} steps of a window "

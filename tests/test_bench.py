@@ -173,6 +173,21 @@ def test_the_reference_loops_workers_are_not_persistent():
     assert loop.step() > 0  # and the loop still trains through its workers
 
 
+def test_windows_after_the_first_do_not_warn_about_the_checkpoints_the_first_wrote(tmp_path):
+    """Every window is a fit into the same run directory, so from the second window on Lightning
+    found the first window's checkpoints and warned "Checkpoint directory ... exists and is not
+    empty" once a window: noise in a bench, whose checkpoints nobody resumes."""
+    import warnings
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("bench", overrides=[*TINY, "bench.variants=[full]", "bench.rounds=2",
+                                          f"bench.output={tmp_path / 'b.json'}", f"paths.output_dir={tmp_path}"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bench.benchmark(cfg)
+    assert not [str(w.message) for w in caught if "exists and is not empty" in str(w.message)]
+
+
 def test_the_held_out_protocol_bench_does_not_warn_about_the_validation_it_skips(tmp_path):
     """The bench fits without validation by design (training speed only): ModelCheckpoint's
     "could not find the monitored key" warning under protocol=heldout is noise, every window."""
