@@ -173,30 +173,29 @@ def test_the_reference_loops_workers_are_not_persistent():
     assert loop.step() > 0  # and the loop still trains through its workers
 
 
-def test_windows_after_the_first_do_not_warn_about_the_checkpoints_the_first_wrote(tmp_path):
-    """Every window is a fit into the same run directory, so from the second window on Lightning
-    found the first window's checkpoints and warned "Checkpoint directory ... exists and is not
-    empty" once a window: noise in a bench, whose checkpoints nobody resumes."""
+def bench_warnings(tmp_path, *overrides: str) -> list[str]:
+    """The warnings a one-variant tiny bench emits, every one recorded."""
     import warnings
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("bench", overrides=[*TINY, "bench.variants=[full]", "bench.rounds=2",
+        cfg = compose("bench", overrides=[*TINY, "bench.variants=[full]", *overrides,
                                           f"bench.output={tmp_path / 'b.json'}", f"paths.output_dir={tmp_path}"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         bench.benchmark(cfg)
-    assert not [str(w.message) for w in caught if "exists and is not empty" in str(w.message)]
+    return [str(w.message) for w in caught]
+
+
+def test_windows_after_the_first_do_not_warn_about_the_checkpoints_the_first_wrote(tmp_path):
+    """Every window is a fit into the same run directory, so from the second window on Lightning
+    found the first window's checkpoints and warned "Checkpoint directory ... exists and is not
+    empty" once a window: noise in a bench, whose checkpoints nobody resumes."""
+    caught = bench_warnings(tmp_path, "bench.rounds=2")
+    assert not [message for message in caught if "exists and is not empty" in message]
 
 
 def test_the_held_out_protocol_bench_does_not_warn_about_the_validation_it_skips(tmp_path):
     """The bench fits without validation by design (training speed only): ModelCheckpoint's
     "could not find the monitored key" warning under protocol=heldout is noise, every window."""
-    import warnings
-
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("bench", overrides=[*TINY, "protocol=heldout", "bench.variants=[full]", "bench.rounds=1",
-                                          f"bench.output={tmp_path / 'b.json'}", f"paths.output_dir={tmp_path}"])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        bench.benchmark(cfg)
-    assert not [str(w.message) for w in caught if "could not find the monitored key" in str(w.message)]
+    caught = bench_warnings(tmp_path, "protocol=heldout", "bench.rounds=1")
+    assert not [message for message in caught if "could not find the monitored key" in message]
