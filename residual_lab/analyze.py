@@ -131,7 +131,7 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
     if name not in PROBES:
         raise UserFacingError(f"unknown analysis {name!r}; valid: {', '.join(PROBES)}")
     probe = PROBES[name]
-    validate_config(cfg)  # analyze.batch_size=0 would measure nothing and write NaNs
+    validate_config(cfg, nodes={"analyze": probe.Options})  # analyze.batch_size=0 measured nothing: NaNs
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.get("torch_threads"):

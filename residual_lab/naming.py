@@ -63,8 +63,9 @@ def external_run_name(factory: str, shortcut: str, model_name: str | None = None
 
     ``torchvision.models.resnet18`` -> ``torchvision-resnet18`` / ``plain-torchvision-resnet18``;
     ``timm.create_model`` with ``model_name=vit_tiny_patch16_224`` -> ``timm-vit_tiny_patch16_224``.
-    The package prefix keeps them apart from the built-in families (``resnet18``).
+    The package prefix keeps them apart from the built-in families (``resnet18``). A hub name's
+    '/' (``hf-hub:timm/resnet18.a1_in1k``) becomes '_': the name is a directory's.
     """
     package, _, function = str(factory).rpartition(".")
-    name = f"{package.split('.')[0] or function}-{model_name or function}"
+    name = f"{package.split('.')[0] or function}-{model_name or function}".replace("/", "_")
     return f"plain-{name}" if shortcut == "none" else name

@@ -25,7 +25,7 @@ import pathlib
 import types
 import typing
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, List, Literal, Optional, Sequence, Union
+from typing import Annotated, Any, Callable, List, Literal, Mapping, Optional, Sequence, Union
 
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, ValidationError
@@ -74,6 +74,9 @@ PositiveInt = Annotated[int, at_least(1)]
 SEED = Range(lambda v: 0 <= v <= MAX_SEED, f"from 0 to {MAX_SEED} (the seeds numpy accepts)")
 FRACTION_OR_COUNT = Range(lambda v: not _number(v) or (v >= 0 if isinstance(v, int) else 0 <= v <= 1),
                           "a batch count >= 0 or a fraction from 0.0 to 1.0")
+#: run_name names the run's directory, its TensorBoard run and its exported records (<name>-seed<k>).
+RUN_NAME = Range(lambda v: bool(v) and "/" not in v,
+                 "a name without '/' (it names the run's directory and its records)")
 #: Precisions our data path feeds: Lightning's "-true" 16/64-bit casts the weights but not the
 #: uint8 images this project normalises after the transfer, and transformer-engine is for H100s.
 PRECISIONS = ("32-true", "32", 32, "16-mixed", "16", 16, "bf16-mixed", "bf16")
@@ -110,22 +113,11 @@ class DiagnosticsSchema:
 
 
 @dataclass
-class AnalyzeSchema:
-    """``residual_lab.analyze``'s node: each probe adds its own keys (conf/analyze/)."""
-
-    OPEN: typing.ClassVar[bool] = True
-    name: str = MISSING
-    batch_size: Annotated[Optional[int], at_least(1)] = None  # images per forward
-    images: Annotated[Optional[int], at_least(1)] = None      # null: the whole split
-    batches: Annotated[Optional[int], at_least(1)] = None
-    seed: Annotated[Optional[int], at_least(0)] = None
-
-
-@dataclass
 class RunSchema:
     """The top-level keys of conf/config.yaml (documented there); groups are checked by target.
 
-    Open: ``residual_lab.bench`` and ``residual_lab.analyze`` add their own top-level nodes.
+    Open: ``residual_lab.bench`` and ``residual_lab.analyze`` add their own top-level nodes; an
+    analysis' node is checked against its probe's ``Options`` (:func:`check_config`'s ``nodes``).
     """
 
     OPEN: typing.ClassVar[bool] = True
@@ -137,11 +129,11 @@ class RunSchema:
     seed: Annotated[int, SEED] = MISSING
     deterministic: bool = False
     resume: Optional[str] = None
-    run_name: str = MISSING
+    run_name: Annotated[str, RUN_NAME] = MISSING
     diagnostics: DiagnosticsSchema = dataclasses.field(default_factory=DiagnosticsSchema)
     compile: bool = False
     torch_threads: Annotated[Optional[int], at_least(1)] = None
-    analyze: Optional[AnalyzeSchema] = None
+    analyze: Any = None
 
 
 # --- schemas made from signatures ------------------------------------------------------------
@@ -413,15 +405,20 @@ def _hydra_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def check_config(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
+def check_config(cfg: DictConfig, overrides: Sequence[str] | None = None,
+                 nodes: Mapping[str, type] | None = None) -> None:
     """Check every value of a composed (or a resumed run's saved) config; raise a ConfigError.
 
     Args:
         overrides: the command line's (default: the running Hydra app's), to refuse ``+`` keys.
+        nodes: dataclasses of the keys of nodes no target speaks for (an analysis' probe options).
     """
     check_overrides(_hydra_overrides() if overrides is None else overrides)
-    values = _resolve(cfg)
-    _check(schema_of(RunSchema), values, cfg, "")
+    _check(schema_of(RunSchema), _resolve(cfg), cfg, "")
+    values = _resolve(cfg)  # again: a top-level value converted (deterministic=2 -> true) reaches its interpolations
+    for path, schema in (nodes or {}).items():
+        node = functools.reduce(lambda d, key: d[key], path.split("."), values)
+        _check(schema_of(schema), node, OmegaConf.select(cfg, path), path)
     for path, node in _target_nodes(values):
         schema = target_schema(node["_target_"])
         if schema is not None:

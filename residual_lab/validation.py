@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -14,16 +15,17 @@ from residual_lab.schema import ConfigError, check_config, show
 OWN_MODULES = ("residual_lab.",)
 
 
-def validate_config(cfg: DictConfig) -> None:
+def validate_config(cfg: DictConfig, nodes: Mapping[str, type] | None = None) -> None:
     """Reject values no run can use, naming the key, the value and what is valid.
 
     The typed schema (:func:`residual_lab.schema.check_config`) checks every key's type and
     range; then the optimizer and the lr schedule are built once on a dummy parameter, so a
     value torch or a schedule refuses (Adam's ``betas``, an unknown warm-up mode) stops the
     run here, in one sentence, instead of at the first training step with a traceback.
+    ``nodes``: dataclasses of nodes no target speaks for (``{"analyze": <probe>.Options}``).
     """
     try:
-        check_config(cfg)
+        check_config(cfg, nodes=nodes)
     except ConfigError as err:
         raise _raised_by_a_resolver(err) or UserFacingError(str(err)) from None
     _try_optimizer_and_schedule(cfg)

@@ -7,6 +7,7 @@ drops pixel rows), hung (``num_nodes=2`` on one machine) or ended in a traceback
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +75,60 @@ def test_an_analysis_of_no_images_is_refused(tmp_path):
     with pytest.raises(UserFacingError, match=r"^analyze.batch_size must be >= 1, got 0$"):
         analyze(_compose("signal", "analyze.batch_size=0", out=tmp_path))
     assert not (tmp_path / "signal.json").exists()
+
+
+#: A probe's own options (conf/analyze/<probe>.yaml): each once ended in a traceback (ZeroDivisionError,
+#: IndexError, a TypeError of ``abc`` as a slice) or wrote a record of nothing (an empty landscape, a
+#: density broadened by a negative width, bn_mode=foo measured as eval).
+PROBE_OPTIONS_REFUSED = [
+    ("hessian", "analyze.top_k=abc", "analyze.top_k must be an integer >= 1, got 'abc'"),
+    ("hessian", "analyze.lanczos_steps=0", "analyze.lanczos_steps must be >= 1, got 0"),
+    ("hessian", "analyze.slq_runs=0", "analyze.slq_runs must be >= 1, got 0"),
+    ("hessian", "analyze.trace_probes=0", "analyze.trace_probes must be >= 1, got 0"),
+    ("hessian", "analyze.sigma_rel=-1", "analyze.sigma_rel must be > 0, got -1"),
+    ("jacobian", "analyze.probes=0", "analyze.probes must be >= 1, got 0"),
+    ("landscape", "analyze.points_1d=1", "analyze.points_1d must be >= 2 (a line needs both ends), got 1"),
+    ("landscape", "analyze.points_2d=1", "analyze.points_2d must be 0 (no plane) or >= 2, got 1"),
+    ("landscape", "analyze.span=0", "analyze.span must be > 0, got 0"),
+    ("lesion", "analyze.draws=0", "analyze.draws must be >= 1, got 0"),
+    ("shatter", "analyze.points=1", "analyze.points must be >= 2 (a line needs both ends), got 1"),
+    ("shatter", "analyze.depths=[0,8]", "analyze.depths must be a list of depths >= 1, got [0, 8]"),
+    ("shatter", "analyze.x_range=[2.0,-2.0]", "analyze.x_range must be [low, high] with low < high, got [2.0, -2.0]"),
+    ("signal", "analyze.bn_mode=foo", "analyze.bn_mode must be one of 'auto', 'train', 'eval', got 'foo'"),
+    ("signal", "analyze.split=foo", "analyze.split must be one of 'train', 'val', 'test', got 'foo'"),
+    ("gradient_noise", "analyze.bn_mode=auto", "analyze.bn_mode must be one of 'train', 'eval', got 'auto'"),
+    ("responses", "+analyze.top_k=3", "unknown config key 'analyze.top_k' (set to 3); valid keys under analyze: "
+                                      "batch_size, images, name, seed, split"),
+]
+
+
+@pytest.mark.parametrize("probe,override,message", PROBE_OPTIONS_REFUSED,
+                         ids=[f"{p} {o}" for p, o, _ in PROBE_OPTIONS_REFUSED])
+def test_a_probe_option_no_measurement_can_use_is_refused_before_anything_is_written(tmp_path, probe, override,
+                                                                                      message):
+    from tests.probes.test_analyze import _compose
+
+    from residual_lab.analyze import analyze
+
+    with pytest.raises(UserFacingError) as err:
+        analyze(_compose(probe, override, out=tmp_path))
+    assert str(err.value) == message
+    assert not (tmp_path / f"{probe}.json").exists()
+
+
+def test_every_probe_declares_the_options_its_yaml_sets():
+    """The types and ranges (the probe's ``Options``) and the values (conf/analyze/<probe>.yaml)
+    name the same keys: a key the yaml adds unchecked, or one the types name that no yaml sets,
+    fails here, as does a type that does not resolve (the check would then know the names alone)."""
+    import dataclasses
+    import typing
+
+    from omegaconf import OmegaConf
+
+    from residual_lab.analyze import PROBES
+    from residual_lab.conf_dir import CONFIG_DIR
+
+    for name, probe in PROBES.items():
+        yaml_keys = set(OmegaConf.load(Path(CONFIG_DIR) / "analyze" / f"{name}.yaml"))
+        assert {f.name for f in dataclasses.fields(probe.Options)} == yaml_keys, name
+        assert set(typing.get_type_hints(probe.Options, include_extras=True)) == yaml_keys, name

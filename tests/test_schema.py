@@ -178,3 +178,21 @@ def test_a_missing_image_folder_is_named_when_the_config_is_checked(make_cfg, tm
     cfg = make_cfg("data=imagefolder", f"data.root={tmp_path / 'nowhere'}")
     with pytest.raises(UserFacingError, match=rf"^data.root={tmp_path / 'nowhere'} is missing or empty\. "):
         validate_config(cfg)
+
+
+@pytest.mark.parametrize("name", ["", "a/b"])
+def test_a_run_name_that_cannot_name_a_directory_is_refused(capsys, monkeypatch, tmp_path, name):
+    """run_name names the run's directory, its TensorBoard run and its exported records: empty, the
+    records were named "-seed0"; with a "/", each landed one directory deeper."""
+    code, output = run_cli(capsys, monkeypatch, "experiment=smoke", f"run_name={name}", run_dir=tmp_path)
+    assert code == 2
+    assert (f"\nresidual_lab: run_name must be a name without '/' (it names the run's directory and its "
+            f"records), got '{name}'\n") in output
+
+
+def test_a_converted_top_level_value_reaches_the_keys_that_interpolate_it(make_cfg):
+    """``deterministic=2`` is true to OmegaConf; it was refused as ``trainer.deterministic``, a key
+    the person never typed, because the Trainer's node was checked with the value before conversion."""
+    cfg = make_cfg("deterministic=2")
+    check_config(cfg, overrides=[])
+    assert cfg.deterministic is True and cfg.trainer.deterministic is True

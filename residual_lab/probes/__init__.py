@@ -1,7 +1,12 @@
 """Measurements of a network (fresh or trained), one per file, run by ``python -m residual_lab.analyze``.
 
 Reading finished runs and sweeps for the report is :mod:`residual_lab.results`; this package
-measures nets. Every probe module has the same three functions:
+measures nets. Every probe module has the same functions and one dataclass:
+
+- ``Options``: the types and ranges of the keys of its conf/analyze/<name>.yaml (which holds
+  their values), checked before it measures, so a value no measurement can use
+  (``analyze.lanczos_steps=0``) is refused in one sentence, not met as a traceback or an empty
+  record.
 
 - ``analyze(net, datamodule, options, trained) -> dict``: the measurement, JSON-able; it is
   written as ``<name>.json`` in the analysis' output directory (schema in each module's

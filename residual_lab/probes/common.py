@@ -4,12 +4,24 @@ net on them, and BatchNorm statistics for a freshly initialised net."""
 from __future__ import annotations
 
 import sys
+from typing import Annotated, Literal, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from residual_lab.data.augment import normalize
+from residual_lab.schema import POSITIVE, Range, at_least
+
+# Types of the options the probes share. Each probe's ``Options`` dataclass lists its keys with
+# these (checked before it measures: residual_lab.analyze); conf/analyze/<probe>.yaml holds
+# the values and says what they mean.
+Split = Literal["train", "val", "test"]
+Images = Annotated[Optional[int], at_least(1)]  # null: the whole split
+Seed = Annotated[int, at_least(0)]
+Positive = Annotated[float, POSITIVE]
+#: Points on a line with both its ends: one point has no line (linspace gives the low end alone).
+LinePoints = Annotated[int, Range(lambda v: v >= 2, ">= 2 (a line needs both ends)")]
 
 
 def images(datamodule, split: str = "test", n: int | None = None, seed: int = 0,

@@ -34,6 +34,8 @@ estimator measures in practice (McCandlish et al. measure batch gradients too).
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +43,8 @@ from torch import nn
 
 from residual_lab.models.layer_names import WEIGHTED, short_name
 from residual_lab.probes import curvature
-from residual_lab.probes.common import calibrate_batch_norm, images
+from residual_lab.probes.common import Seed, Split, calibrate_batch_norm, images
+from residual_lab.schema import PositiveInt
 
 
 def noise_scale(sum_g_sq: float, mean_sq: float, batches: int, batch_size: int) -> dict:
@@ -116,7 +119,19 @@ def measure(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -
             **table("layer", layer_names, g_layer, mean_sq_layer)}
 
 
-def analyze(net: nn.Module, datamodule, options, trained: bool) -> dict:
+@dataclass
+class Options:
+    """conf/analyze/gradient_noise.yaml's keys with their types and ranges (the values and their meaning are there)."""
+
+    name: str
+    split: Split
+    batch_size: PositiveInt
+    batches: PositiveInt
+    seed: Seed
+    bn_mode: Literal["train", "eval"]
+
+
+def analyze(net: nn.Module, datamodule, options: Options, trained: bool) -> dict:
     x, y = images(datamodule, options.split, options.batch_size * options.batches, seed=options.seed)
     saved = copy.deepcopy(dict(net.named_buffers()))
     if options.bn_mode == "eval" and not trained:

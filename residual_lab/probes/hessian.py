@@ -48,6 +48,7 @@ int}``; eigenvalues and traces in units of the loss (nats) per parameter squared
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -55,7 +56,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from residual_lab.probes import curvature
-from residual_lab.probes.common import calibrate_batch_norm, images, progress
+from residual_lab.probes.common import Images, Positive, Seed, Split, calibrate_batch_norm, images, progress
+from residual_lab.schema import PositiveInt
 
 
 class LossHessian:
@@ -156,7 +158,24 @@ def measure(op: LossHessian, net: nn.Module, options, generator: torch.Generator
             "lanczos_steps": options.lanczos_steps, "slq_runs": options.slq_runs}
 
 
-def analyze(net: nn.Module, datamodule, options, trained: bool) -> dict:
+@dataclass
+class Options:
+    """conf/analyze/hessian.yaml's keys with their types and ranges (the values and their meaning are there)."""
+
+    name: str
+    split: Split
+    images: Images
+    seed: Seed
+    batch_size: PositiveInt
+    top_k: PositiveInt
+    lanczos_steps: PositiveInt
+    slq_runs: PositiveInt
+    trace_probes: PositiveInt
+    density_points: PositiveInt
+    sigma_rel: Positive
+
+
+def analyze(net: nn.Module, datamodule, options: Options, trained: bool) -> dict:
     x, y = images(datamodule, options.split, options.images, seed=options.seed)
     if not trained:
         calibrate_batch_norm(net, x)

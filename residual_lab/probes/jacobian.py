@@ -41,6 +41,7 @@ dimensions per image.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -48,7 +49,8 @@ from torch import nn
 
 from residual_lab.models.layer_names import short_name
 from residual_lab.probes import curvature
-from residual_lab.probes.common import calibrate_batch_norm, images
+from residual_lab.probes.common import Images, Positive, Seed, Split, calibrate_batch_norm, images
+from residual_lab.schema import PositiveInt
 
 #: The net's methods this probe calls: ``forward_features`` (the last block's output), which
 #: residual_lab's own families have and an external model (model=external) does not.
@@ -131,7 +133,23 @@ def block_inputs(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     return seen
 
 
-def analyze(net: nn.Module, datamodule, options, trained: bool) -> dict:
+@dataclass
+class Options:
+    """conf/analyze/jacobian.yaml's keys with their types and ranges (the values and their meaning are there)."""
+
+    name: str
+    split: Split
+    images: Images
+    calibration_images: PositiveInt
+    seed: Seed
+    probes: PositiveInt
+    lanczos_steps: PositiveInt
+    top_k: PositiveInt
+    density_points: PositiveInt
+    sigma_rel: Positive
+
+
+def analyze(net: nn.Module, datamodule, options: Options, trained: bool) -> dict:
     x, _ = images(datamodule, options.split, options.images, seed=options.seed)
     if not trained:
         calibrate_batch_norm(net, images(datamodule, options.split, options.calibration_images, seed=options.seed)[0])

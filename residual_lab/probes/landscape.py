@@ -20,12 +20,14 @@ int, "split": str, "span": float}``; errors in %, loss is the mean cross-entropy
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Iterator
 
 import torch
 from torch import nn
 
-from residual_lab.probes.common import evaluate, images, progress
+from residual_lab.probes.common import Images, LinePoints, Positive, Seed, Split, evaluate, images, progress
+from residual_lab.schema import PositiveInt, Range
 
 
 def filter_normalized_direction(net: nn.Module, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -58,7 +60,21 @@ def moved(net: nn.Module, steps: list[tuple[float, dict[str, torch.Tensor]]]) ->
                 p.copy_(saved[name])
 
 
-def analyze(net: nn.Module, datamodule, options, trained: bool) -> dict:
+@dataclass
+class Options:
+    """conf/analyze/landscape.yaml's keys with their types and ranges (the values and their meaning are there)."""
+
+    name: str
+    split: Split
+    images: Images
+    seed: Seed
+    batch_size: PositiveInt
+    span: Positive
+    points_1d: LinePoints
+    points_2d: Annotated[int, Range(lambda v: v == 0 or v >= 2, "0 (no plane) or >= 2")]
+
+
+def analyze(net: nn.Module, datamodule, options: Options, trained: bool) -> dict:
     x, y = images(datamodule, options.split, options.images, seed=options.seed)
     net.eval()
     gen = torch.Generator().manual_seed(options.seed)

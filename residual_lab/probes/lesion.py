@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import contextlib
 import random
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Iterator, Optional
 
 import torch
 from torch import nn
 
 from residual_lab.models.layer_names import short_name
-from residual_lab.probes.common import evaluate, images, progress
+from residual_lab.probes.common import Images, Seed, Split, evaluate, images, progress
+from residual_lab.schema import PositiveInt, at_least
 
 #: The net's methods this probe calls: it removes and reorders blocks through ``named_blocks()``
 #: and the block protocol of :mod:`residual_lab.models`; an external model's blocks are found by
@@ -111,7 +113,21 @@ def _swappable(net: nn.Module) -> list[list[int]]:
     return [g for g in groups.values() if len(g) > 1]
 
 
-def analyze(net: nn.Module, datamodule, options, trained: bool) -> dict:
+@dataclass
+class Options:
+    """conf/analyze/lesion.yaml's keys with their types and ranges (the values and their meaning are there)."""
+
+    name: str
+    split: Split
+    images: Images
+    seed: Seed
+    batch_size: PositiveInt
+    draws: PositiveInt
+    max_k: Annotated[Optional[int], at_least(1)]
+    max_swaps: Annotated[Optional[int], at_least(1)]
+
+
+def analyze(net: nn.Module, datamodule, options: Options, trained: bool) -> dict:
     x, y = images(datamodule, options.split, options.images, seed=options.seed)
     net.eval()
     rng = random.Random(options.seed)

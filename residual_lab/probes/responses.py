@@ -14,11 +14,14 @@ layer's output, accumulated in float64 over the whole split.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from residual_lab.models.layer_names import short_name
-from residual_lab.probes.common import images
+from residual_lab.probes.common import Images, Seed, Split, images
+from residual_lab.schema import PositiveInt
 
 
 def response_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -60,7 +63,18 @@ def measure(net: nn.Module, x: torch.Tensor, batch_size: int = 500) -> dict:
             "sorted_std": sorted(std.tolist(), reverse=True)}
 
 
-def analyze(net: nn.Module, datamodule, options, trained: bool) -> dict:
+@dataclass
+class Options:
+    """conf/analyze/responses.yaml's keys with their types and ranges (the values and their meaning are there)."""
+
+    name: str
+    split: Split
+    images: Images
+    seed: Seed
+    batch_size: PositiveInt
+
+
+def analyze(net: nn.Module, datamodule, options: Options, trained: bool) -> dict:
     x, _ = images(datamodule, options.split, options.images, seed=options.seed)
     net.eval()
     return {**measure(net, x, options.batch_size), "images": len(x), "split": options.split}

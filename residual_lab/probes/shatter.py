@@ -27,10 +27,14 @@ autocorrelation first drops below 0.5; ``lag1`` is ac[1].
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated, List, Literal
+
 import torch
 from torch import nn
 
-from residual_lab.probes.common import calibrate_batch_norm, images
+from residual_lab.probes.common import LinePoints, Seed, calibrate_batch_norm, images
+from residual_lab.schema import PositiveInt, Range
 
 
 class ScalarNet(nn.Module):
@@ -107,7 +111,23 @@ def line_gradients(net: nn.Module, a: torch.Tensor, b: torch.Tensor, cls: int, t
     return torch.cat(grads)
 
 
-def analyze(net: nn.Module, datamodule, options, trained: bool) -> dict:
+@dataclass
+class Options:
+    """conf/analyze/shatter.yaml's keys with their types and ranges (the values and their meaning are there)."""
+
+    name: str
+    depths: Annotated[List[int], Range(lambda v: len(v) > 0 and all(d >= 1 for d in v), "a list of depths >= 1")]
+    width: PositiveInt
+    points: LinePoints
+    x_range: Annotated[List[float], Range(lambda v: len(v) == 2 and v[0] < v[1], "[low, high] with low < high")]
+    norm: Literal["batch", "none"]
+    draws: PositiveInt
+    seed: Seed
+    cnn: bool
+    cnn_points: LinePoints
+
+
+def analyze(net: nn.Module, datamodule, options: Options, trained: bool) -> dict:
     torch.manual_seed(options.seed)
     x = torch.linspace(*options.x_range, options.points, dtype=torch.float64).view(-1, 1)
     dx = (options.x_range[1] - options.x_range[0]) / (options.points - 1)

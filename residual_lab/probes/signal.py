@@ -28,13 +28,17 @@ and in Brock et al.); a trained one in eval mode (``bn_mode`` overrides).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from residual_lab.models.external import named_blocks
 from residual_lab.models.layer_names import short_name
-from residual_lab.probes.common import images
+from residual_lab.probes.common import Seed, Split, images
+from residual_lab.schema import PositiveInt
 
 KEYS = ("mean_sq", "var", "branch_var", "grad_rms")
 #: The gated branch variance, measured beside the four statistics of Brock et al.
@@ -87,7 +91,18 @@ def measure(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
             **stats, "loss": loss.item(), "batch_size": len(y)}
 
 
-def analyze(net: nn.Module, datamodule, options, trained: bool) -> dict:
+@dataclass
+class Options:
+    """conf/analyze/signal.yaml's keys with their types and ranges (the values and their meaning are there)."""
+
+    name: str
+    split: Split
+    batch_size: PositiveInt
+    seed: Seed
+    bn_mode: Literal["auto", "train", "eval"]
+
+
+def analyze(net: nn.Module, datamodule, options: Options, trained: bool) -> dict:
     mode = options.bn_mode if options.bn_mode != "auto" else ("eval" if trained else "train")
     x, y = images(datamodule, options.split, options.batch_size, seed=options.seed)
     net.train(mode == "train")

@@ -56,6 +56,13 @@ def test_the_composed_config_names_timm_runs_by_model_name(tmp_path):
     assert external_run_name("torchvision.models.resnet50", "identity") == "torchvision-resnet50"
 
 
+def test_a_hub_model_name_gives_a_run_name_without_a_path_separator():
+    """A timm hub name (``hf-hub:timm/resnet18.a1_in1k``) has a '/', which would nest the run's
+    directory and records one level deeper, and which run_name refuses."""
+    name = external_run_name("timm.create_model", "none", "hf-hub:timm/resnet18.a1_in1k")
+    assert name == "plain-timm-hf-hub:timm_resnet18.a1_in1k"
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"factory": "torchvision.models.resnet99"}, "model.factory='torchvision.models.resnet99' cannot be imported"),
     ({"factory": "torchvision.models.resnet18", "kwargs": {"colour": 1}},
