@@ -10,11 +10,12 @@ recall and macro F1 (percent) and the mean cross-entropy loss, the metrics ``run
 ``test/``; ``out=<file>`` also writes them as JSON with the same names summary.json uses.
 
 The net and its data come from the run's own ``.hydra/config.yaml`` (``run.load_run_config``,
-as ``resume`` rebuilds a run) and are built by ``run.build``, so a net is scored exactly as
-``run`` tested it: the same model code, test split and normalisation. Without ``ckpt=`` the
-checkpoint is the one the run's summary.json says it tested (the best-validation checkpoint
-under protocol=heldout, the final weights under protocol=paper), else ``last.ckpt``. Loading is
-strict: a checkpoint of another architecture is refused, never half-loaded.
+as ``resume`` rebuilds a run, but without resume's refusal of values that change the
+experiment) and are built by ``run.build``, so a net is scored exactly as ``run`` tested it:
+the same model code, test split and normalisation. Without ``ckpt=`` the checkpoint is the one
+the run's summary.json says it tested (the best-validation checkpoint under protocol=heldout,
+the final weights under protocol=paper), else ``last.ckpt``. Loading is strict: a checkpoint
+of another architecture is refused, never half-loaded.
 
 ``folder=<dir>`` scores the images in ``<dir>/<class>/`` (or ``<dir>/test/<class>/``), whose
 class folders must be the run's classes; they are normalised with the run's training-split
@@ -31,7 +32,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from residual_lab.console import quiet_library_noise, say
 from residual_lab.errors import USAGE_EXIT_CODE, UserFacingError, entry_point
@@ -122,6 +123,15 @@ def _check_overrides(run_dir: Path, overrides: list[str]) -> None:
                                   f"folder=<dir> scores other images")
 
 
+def run_config(run_dir: Path, overrides: list[str]) -> DictConfig:
+    """The run's own config with plain values overridden. Not resume's guard: scoring continues no
+    experiment, so ``data.root=<dir>`` (the data elsewhere) and ``data.eval_batch_size`` may change."""
+    from residual_lab.run import load_run_config
+
+    _check_overrides(run_dir, overrides)
+    return load_run_config(run_dir, overrides, same_experiment=False)
+
+
 def _image_size(value: str | None) -> int | None:
     if not value:
         return None
@@ -133,13 +143,12 @@ def _image_size(value: str | None) -> int | None:
 def evaluate(options: dict[str, str], overrides: list[str]) -> dict[str, Any]:
     """Build the run's net and data, load the checkpoint strictly, test; return the metrics."""
     from residual_lab.data.image_folder import read_class_folders
-    from residual_lab.run import build, load_run_config
+    from residual_lab.run import build
     from residual_lab.validation import check_checkpoint_matches
 
     run_dir, ckpt = locate(options)
     _check_readable(ckpt)
-    _check_overrides(run_dir, overrides)
-    cfg = load_run_config(run_dir, overrides)
+    cfg = run_config(run_dir, overrides)
     with open_dict(cfg):  # score only: no diagnostics, no logs or checkpoints written into the run
         cfg.callbacks, cfg.logger = None, None
         cfg.trainer.enable_progress_bar = False

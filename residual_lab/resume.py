@@ -25,14 +25,16 @@ log = logging.getLogger(__name__)
 _NEEDED = ("model", "task", "optimizer", "data", "trainer", "paths")
 
 
-def load_run_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
+def load_run_config(run_dir: str | Path, overrides: list[str], same_experiment: bool = True) -> DictConfig:
     """A finished or interrupted run's own config, plus the overrides a resume may apply, writing
-    back into ``run_dir`` (module doc)."""
+    back into ``run_dir`` (module doc). ``same_experiment=False`` applies any plain value: for a
+    command that continues no experiment (``evaluate`` scores the net, its data perhaps elsewhere)."""
     run_dir = Path(run_dir).expanduser().resolve()
     cfg = _saved_config(run_dir)
     planned_steps = cfg.trainer.max_steps
     for override in OverridesParser.create().parse_overrides(overrides):
-        _refuse_another_experiment(run_dir, cfg, override)
+        if same_experiment:
+            _refuse_another_experiment(run_dir, cfg, override)
         key = override.key_or_group
         if override.is_delete():
             parent, _, leaf = key.rpartition(".")

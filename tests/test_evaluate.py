@@ -65,6 +65,18 @@ def test_ckpt_scores_that_checkpoint_the_final_weights_here(run_dir, capsys, tmp
     assert result["test_error"] == pytest.approx(100 - result["test_accuracy"])
 
 
+def test_the_documented_overrides_of_plain_values_are_applied_not_refused_as_a_resume(run_dir, capsys, tmp_path):
+    """evaluate loaded the run through resume's loader, whose guard refused the module doc's own
+    examples (data.eval_batch_size=1000, data.root=<dir>) as "another experiment": scoring a net
+    continues no experiment."""
+    code, _, err = _evaluate(capsys, f"run_dir={run_dir}", "data.eval_batch_size=100", f"out={tmp_path / 'e.json'}")
+    assert code == 0, err
+    result, summary = json.loads((tmp_path / "e.json").read_text()), _summary(run_dir)
+    assert result["test_error"] == pytest.approx(summary["test_error"], abs=0.005)
+    cfg = evaluate.run_config(run_dir, ["data.eval_batch_size=100", "+data.root=/elsewhere"])
+    assert (cfg.data.eval_batch_size, cfg.data.root) == (100, "/elsewhere")
+
+
 def test_a_folder_of_the_test_images_scores_as_the_test_split(run_dir, capsys, tmp_path):
     from residual_lab.data import SyntheticSource
 
