@@ -35,8 +35,9 @@ import statistics
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable, List, Optional
 
 import hydra
 import lightning as L
@@ -55,6 +56,8 @@ from residual_lab.io import write_json
 from residual_lab.conf_dir import hydra_config_dir
 from residual_lab.errors import entry_point, single_run_job
 from residual_lab.run import build
+from residual_lab.schema import POSITIVE, PositiveInt, Range, at_least
+from residual_lab.validation import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,23 @@ VARIANT_LABELS = {
     "full": "(b) residual_lab: full pipeline, diagnostics on",
     "no_diagnostics": "(c) residual_lab: diagnostics off",
 }
+
+KNOWN_VARIANTS = Range(lambda v: len(v) > 0 and set(v) <= set(VARIANT_LABELS), f"a list of {', '.join(VARIANT_LABELS)}")
+
+
+@dataclass
+class Options:
+    """conf/bench.yaml's ``bench`` keys with their types and ranges (the values and their meaning
+    are there), checked before the first window: a bad one used to surface mid-bench."""
+
+    warmup_steps: Annotated[int, at_least(0)]
+    steps: PositiveInt
+    reference_steps: Annotated[Optional[int], at_least(1)]
+    rounds: PositiveInt
+    variants: Annotated[List[str], KNOWN_VARIANTS]
+    reference_workers: Annotated[Optional[int], at_least(0)]
+    peak_gflops: Annotated[Optional[float], POSITIVE]
+    output: str
 
 
 def _sync(device: torch.device) -> None:
@@ -322,6 +342,7 @@ def device_name(device: torch.device) -> str:
 
 def benchmark(cfg: DictConfig) -> dict[str, Any]:
     """Measure every variant in ``cfg.bench.variants``; return (and write) the results."""
+    validate_config(cfg, nodes={"bench": Options})
     b = cfg.bench
     if cfg.get("torch_threads"):  # as `run` does: a benchmark of a sweep job is one of its threads
         torch.set_num_threads(int(cfg.torch_threads))
@@ -352,8 +373,6 @@ def benchmark(cfg: DictConfig) -> dict[str, Any]:
             variants[name] = ReferenceLoop(instantiate(cfg.model), instantiate(cfg.optimizer),
                                            images.cpu(), labels.cpu(), datamodule.mean.cpu(), datamodule.std.cpu(),
                                            batch_size=datamodule.batch_size, workers=workers, device=device)
-        else:
-            raise ValueError(f"unknown bench variant {name!r}; valid: {', '.join(VARIANT_LABELS)}")
 
     fwd, train_flops = flops_per_image(cfg, shape)
     peak, peak_source = peak_gflops(cfg, device)

@@ -199,3 +199,29 @@ def test_the_held_out_protocol_bench_does_not_warn_about_the_validation_it_skips
     "could not find the monitored key" warning under protocol=heldout is noise, every window."""
     caught = bench_warnings(tmp_path, "protocol=heldout", "bench.rounds=1")
     assert not [message for message in caught if "could not find the monitored key" in message]
+
+
+#: Each ran into the windows first: steps=0 ended in "the fit stopped after 40 of 5 steps"
+#: (a RuntimeError traceback), a misspelt variant in a ValueError traceback.
+BENCH_REFUSED = [
+    ("bench.steps=0", "bench.steps must be >= 1, got 0"),
+    ("bench.rounds=0", "bench.rounds must be >= 1, got 0"),
+    ("bench.warmup_steps=-1", "bench.warmup_steps must be >= 0, got -1"),
+    ("bench.reference_steps=0", "bench.reference_steps must be >= 1, got 0"),
+    ("bench.variants=[full,fast]",
+     "bench.variants must be a list of reference, full, no_diagnostics, got ['full', 'fast']"),
+    ("bench.peak_gflops=0", "bench.peak_gflops must be > 0, got 0"),
+]
+
+
+@pytest.mark.parametrize("override,message", BENCH_REFUSED, ids=[o for o, _ in BENCH_REFUSED])
+def test_a_bench_setting_no_measurement_can_use_is_refused_before_any_window(tmp_path, override, message):
+    from residual_lab.errors import UserFacingError
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("bench", overrides=[*TINY, override, f"bench.output={tmp_path / 'b.json'}",
+                                          f"paths.output_dir={tmp_path}"])
+    with pytest.raises(UserFacingError) as err:
+        bench.benchmark(cfg)
+    assert str(err.value) == message
+    assert not (tmp_path / "b.json").exists()
