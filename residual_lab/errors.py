@@ -109,16 +109,20 @@ def os_error_message(err: OSError) -> str:
     what = f"{err.filename or 'writing a file'}: {(err.strerror or str(err)).rstrip('.')}"
     if err.filename2 is not None:
         what += f" (to {err.filename2})"
-    if err.errno in _OUTPUT_ERRNOS:
-        what += ("; nothing was written over earlier files there: free some space or give the outputs "
-                 "a writable directory (hydra.run.dir=<dir>, --out <dir>)")
+    if err.errno in _OUTPUT_ADVICE:
+        what += (f"; nothing was written over earlier files there: {_OUTPUT_ADVICE[err.errno]} "
+                 f"(hydra.run.dir=<dir>, --out <dir>)")
     return what
 
 
-#: Errors of a file that cannot be written: a full disk, a read-only or forbidden directory, a
-#: file where a directory must go.
-_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EEXIST,
-                  errno.ENOTDIR, errno.EISDIR}
+#: Errors of a file that cannot be written, and what to do: a full disk, a read-only or forbidden
+#: directory, a file where a directory must go.
+_OUTPUT_ADVICE = {
+    **dict.fromkeys((errno.ENOSPC, errno.EDQUOT), "free some space or give the outputs a directory on another disk"),
+    **dict.fromkeys((errno.EROFS, errno.EACCES, errno.EPERM), "give the outputs a writable directory"),
+    **dict.fromkeys((errno.EEXIST, errno.ENOTDIR, errno.EISDIR),
+                    "a file stands where a directory must go, or the reverse; give the outputs another path"),
+}
 
 #: Set by :func:`entry_point` for the processes a command starts (launcher workers, Lightning's
 #: device processes): whether the person asked for tracebacks (``HYDRA_FULL_ERROR=1``), which

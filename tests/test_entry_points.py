@@ -232,3 +232,21 @@ def test_a_full_disk_keeps_the_last_good_checkpoint(make_cfg, small_disk):
     assert err.value.errno == errno.ENOSPC
     assert torch.load(path, weights_only=True)["step"] == 1  # whole, the one before
     assert [p.name for p in small_disk.iterdir()] == ["last.ckpt"]  # no half-written file left
+
+
+def test_the_advice_for_an_unwritable_output_fits_the_error():
+    """"free some space" was the advice for a file standing where a directory must go too."""
+    import errno
+
+    from residual_lab.errors import os_error_message
+
+    full = os_error_message(OSError(errno.ENOSPC, "No space left on device", "/out/x"))
+    blocked = os_error_message(FileExistsError(errno.EEXIST, "File exists", "/out/report"))
+    read_only = os_error_message(PermissionError(errno.EACCES, "Permission denied", "/out"))
+    assert full == ("/out/x: No space left on device; nothing was written over earlier files there: free some "
+                    "space or give the outputs a directory on another disk (hydra.run.dir=<dir>, --out <dir>)")
+    assert blocked == ("/out/report: File exists; nothing was written over earlier files there: a file stands where "
+                       "a directory must go, or the reverse; give the outputs another path (hydra.run.dir=<dir>, "
+                       "--out <dir>)")
+    assert read_only == ("/out: Permission denied; nothing was written over earlier files there: give the outputs "
+                         "a writable directory (hydra.run.dir=<dir>, --out <dir>)")
