@@ -4,6 +4,7 @@ net on them, and BatchNorm statistics for a freshly initialised net."""
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Annotated, Literal, Optional
 
 import torch
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from residual_lab.data.augment import normalize
-from residual_lab.schema import POSITIVE, Range, at_least
+from residual_lab.schema import POSITIVE, PositiveInt, Range, at_least
 
 # Types of the options the probes share. Each probe's ``Options`` dataclass lists its keys with
 # these (checked before it measures: residual_lab.analyze); conf/analyze/<probe>.yaml holds
@@ -22,6 +23,17 @@ Seed = Annotated[int, at_least(0)]
 Positive = Annotated[float, POSITIVE]
 #: Points on a line with both its ends: one point has no line (linspace gives the low end alone).
 LinePoints = Annotated[int, Range(lambda v: v >= 2, ">= 2 (a line needs both ends)")]
+
+
+@dataclass
+class SampledOptions:
+    """The keys of a probe that measures on a seeded subset of a split's images, in batches."""
+
+    name: str
+    split: Split
+    images: Images
+    seed: Seed
+    batch_size: PositiveInt
 
 
 def images(datamodule, split: str = "test", n: int | None = None, seed: int = 0,

@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from residual_lab.probes import curvature
-from residual_lab.probes.common import Images, Positive, Seed, Split, calibrate_batch_norm, images, progress
+from residual_lab.probes.common import Positive, SampledOptions, calibrate_batch_norm, images, progress
 from residual_lab.schema import PositiveInt
 
 
@@ -159,14 +159,9 @@ def measure(op: LossHessian, net: nn.Module, options, generator: torch.Generator
 
 
 @dataclass
-class Options:
+class Options(SampledOptions):
     """conf/analyze/hessian.yaml's keys with their types and ranges (the values and their meaning are there)."""
 
-    name: str
-    split: Split
-    images: Images
-    seed: Seed
-    batch_size: PositiveInt
     top_k: PositiveInt
     lanczos_steps: PositiveInt
     slq_runs: PositiveInt

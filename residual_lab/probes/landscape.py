@@ -26,8 +26,8 @@ from typing import Annotated, Iterator
 import torch
 from torch import nn
 
-from residual_lab.probes.common import Images, LinePoints, Positive, Seed, Split, evaluate, images, progress
-from residual_lab.schema import PositiveInt, Range
+from residual_lab.probes.common import LinePoints, Positive, SampledOptions, evaluate, images, progress
+from residual_lab.schema import Range
 
 
 def filter_normalized_direction(net: nn.Module, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -61,14 +61,9 @@ def moved(net: nn.Module, steps: list[tuple[float, dict[str, torch.Tensor]]]) ->
 
 
 @dataclass
-class Options:
+class Options(SampledOptions):
     """conf/analyze/landscape.yaml's keys with their types and ranges (the values and their meaning are there)."""
 
-    name: str
-    split: Split
-    images: Images
-    seed: Seed
-    batch_size: PositiveInt
     span: Positive
     points_1d: LinePoints
     points_2d: Annotated[int, Range(lambda v: v == 0 or v >= 2, "0 (no plane) or >= 2")]

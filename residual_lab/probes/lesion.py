@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from residual_lab.models.layer_names import short_name
-from residual_lab.probes.common import Images, Seed, Split, evaluate, images, progress
+from residual_lab.probes.common import SampledOptions, evaluate, images, progress
 from residual_lab.schema import PositiveInt, at_least
 
 #: The net's methods this probe calls: it removes and reorders blocks through ``named_blocks()``
@@ -114,14 +114,9 @@ def _swappable(net: nn.Module) -> list[list[int]]:
 
 
 @dataclass
-class Options:
+class Options(SampledOptions):
     """conf/analyze/lesion.yaml's keys with their types and ranges (the values and their meaning are there)."""
 
-    name: str
-    split: Split
-    images: Images
-    seed: Seed
-    batch_size: PositiveInt
     draws: PositiveInt
     max_k: Annotated[Optional[int], at_least(1)]
     max_swaps: Annotated[Optional[int], at_least(1)]

@@ -14,14 +14,12 @@ layer's output, accumulated in float64 over the whole split.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from residual_lab.models.layer_names import short_name
-from residual_lab.probes.common import Images, Seed, Split, images
-from residual_lab.schema import PositiveInt
+from residual_lab.probes.common import SampledOptions, images
 
 
 def response_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -63,15 +61,8 @@ def measure(net: nn.Module, x: torch.Tensor, batch_size: int = 500) -> dict:
             "sorted_std": sorted(std.tolist(), reverse=True)}
 
 
-@dataclass
-class Options:
-    """conf/analyze/responses.yaml's keys with their types and ranges (the values and their meaning are there)."""
-
-    name: str
-    split: Split
-    images: Images
-    seed: Seed
-    batch_size: PositiveInt
+#: conf/analyze/responses.yaml's keys: the shared ones alone.
+Options = SampledOptions
 
 
 def analyze(net: nn.Module, datamodule, options: Options, trained: bool) -> dict:
