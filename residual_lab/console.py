@@ -68,14 +68,14 @@ def quiet_library_noise(resuming: bool = False) -> None:
                                 category=UserWarning)
 
 
-def program() -> str:
+def program(module: str = "residual_lab.run") -> str:
     """The command that started this run, ready to paste: ``PROGRAM``, else
-    ``python -m residual_lab.run`` when ``python`` on the PATH is this interpreter, else with
+    ``python -m <module>`` when ``python`` on the PATH is this interpreter, else with
     the interpreter's full path (e.g. ``.venv/bin/python`` of a venv that is not activated)."""
     if PROGRAM:
         return PROGRAM
     python = "python" if shutil.which("python") == sys.executable else shlex.quote(sys.executable)
-    return f"{python} -m residual_lab.run"
+    return f"{python} -m {module}"
 
 
 def command(*args: str) -> str:

@@ -28,6 +28,7 @@ from typing import Sequence
 from omegaconf import OmegaConf
 
 from residual_lab.conf_dir import CONFIG_DIR
+from residual_lab.console import program
 from residual_lab.errors import UserFacingError, entry_point
 from residual_lab.io import atomic_write
 from residual_lab.results import Row, aggregate, find_runs, load_reference
@@ -508,7 +509,8 @@ def write_report(roots: str | Path | Sequence[str | Path], out: str | Path | Non
 def main(argv: list[str] | None = None) -> int:
     """``python -m residual_lab.report <dir>...``: bad paths and unwritable outputs end in one
     sentence and exit code 2 (:func:`residual_lab.errors.entry_point`)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=program("residual_lab.report"),
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("roots", nargs="+", metavar="dir",
                         help="run, multirun (sweep) or run-record directories; several are merged into one report")
     parser.add_argument("--out", help="where to write report.md and the figures (default: the one dir; "

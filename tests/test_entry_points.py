@@ -250,3 +250,14 @@ def test_the_advice_for_an_unwritable_output_fits_the_error():
                        "--out <dir>)")
     assert read_only == ("/out: Permission denied; nothing was written over earlier files there: give the outputs "
                          "a writable directory (hydra.run.dir=<dir>, --out <dir>)")
+
+
+@pytest.mark.parametrize("module", ["residual_lab.report", "residual_lab.results.export"])
+def test_the_usage_line_names_the_command_people_type_not_the_file(module, capsys):
+    """argparse named the file ("usage: report.py [-h] ..."), which nobody types."""
+    import importlib
+
+    main = importlib.import_module(module).main
+    assert _exit_code(main, ["--help"]) == 0
+    usage = capsys.readouterr().out.splitlines()[0]
+    assert usage.startswith("usage: ") and f" -m {module} [-h]" in usage, usage

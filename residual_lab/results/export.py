@@ -25,6 +25,7 @@ import json
 import sys
 from pathlib import Path
 
+from residual_lab.console import program
 from residual_lab.errors import entry_point
 from residual_lab.io import atomic_write
 from residual_lab.results.loading import CURVES_CSV, IDENTITY_FIELDS, RECORD_TAGS, find_runs, load_scalars
@@ -94,7 +95,8 @@ def record_name(summary_file: Path, out: Path, template: str = NAME) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """A file that cannot be written ends in one sentence and exit code 2, as every command
     (:func:`residual_lab.errors.entry_point`)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=program("residual_lab.results.export"),
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("roots", nargs="+", metavar="dir", help="run or sweep (multirun) directories")
     parser.add_argument("--out", required=True, help="the records' directory, e.g. experiments/<preset>/runs")
     parser.add_argument("--name", default=NAME, help=f"each record's directory name, from the summary's identifying "
