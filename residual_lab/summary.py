@@ -307,15 +307,18 @@ def _validated_before(output_dir: str | Path, steps: int) -> dict[str, float]:
 
 
 def summary_line(summary: dict[str, Any]) -> str:
-    """The run's last console line: how it ended and every error it has, as ``12.34%``."""
+    """The run's last console line: how it ended, every error it has (as ``12.34%``) and what ran
+    where the config asked for something else."""
     errors = ", ".join(f"{name} error {summary[key]:.2f}%"
                        for name, key in (("train (eval mode, whole split)", "train_error_full"),
                                          ("train (last window)", "train_error"), ("val", "val_error"),
                                          ("best val", "best_val_error"), ("test", "test_error"))
                        if summary.get(key) is not None)
     epochs_done = f" ({summary['epochs']:.2f} epochs)" if summary.get("epochs") is not None else ""
+    # what ran where the config asked otherwise (ran_fields' ``requested``), as the record says it
+    ran = ", ".join(f"{key} {summary.get(key)} (asked: {asked})" for key, asked in (summary.get("requested") or {}).items())
     return (f"{summary.get('run_name')} {summary['status']} after {summary.get('steps')} steps{epochs_done}: "
-            f"{errors or 'no errors measured'}")
+            f"{errors or 'no errors measured'}" + (f"; ran as {ran}" if ran else ""))
 
 
 def write_summary(output_dir: str | Path, fields: dict[str, Any]) -> Path:

@@ -131,6 +131,16 @@ def test_final_console_line_rounds_every_error_with_a_percent_sign():
                     "test error 8.00%")
 
 
+def test_the_final_console_line_says_what_ran_where_the_config_asked_otherwise():
+    """``protocol=heldout data.val_size=0`` runs (and records) the paper's protocol, ``16-mixed`` on
+    a CPU runs bf16-mixed: summary.json said so under ``requested``, the console did not."""
+    line = summary_line({"run_name": "resnet-8", "status": "completed", "steps": 4, "test_error": 79.3,
+                         "protocol": "paper", "precision": "bf16-mixed",
+                         "requested": {"protocol": "heldout", "precision": "16-mixed"}})
+    assert line == ("resnet-8 completed after 4 steps: test error 79.30%; ran as protocol paper (asked: heldout), "
+                    "precision bf16-mixed (asked: 16-mixed)")
+
+
 def test_progress_bar_shows_running_train_loss_and_error_and_last_val_error():
     trainer = SimpleNamespace(progress_bar_metrics={"train/loss": torch.tensor(0.693147), "train/error": 23.4375,
                                                     "val/error": torch.tensor(21.0938), "lr-SGD": 0.1})
