@@ -169,10 +169,18 @@ def failed_jobs(sweep_dir: Path, since: float) -> tuple[int, int]:
 
 class SweepDirectory(Callback):
     """Hydra callback (conf/hydra/default.yaml): a multirun names its sweep directory at its
-    start and at its end, where its report and TensorBoard point."""
+    start and at its end, where its report and TensorBoard point; its launcher's settings are
+    checked before the first job."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global sweep_dir, sweep_failures
+        from residual_lab.errors import UserFacingError, hold
+        from residual_lab.schema import ConfigError, check_ranges
+
+        try:  # joblib's n_jobs=0 ended the sweep in its traceback; Hydra would only warn of a raise here
+            check_ranges(config.hydra.launcher, "hydra.launcher")
+        except ConfigError as err:
+            hold(UserFacingError(str(err)))
         sweep_dir, sweep_failures = self._dir(config), None
         self._started = time.time()
         say(f"sweep directory {sweep_dir}")

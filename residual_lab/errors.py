@@ -159,7 +159,9 @@ def entry_point(main: Callable) -> Callable:
                 raise _held.pop()
             return result
         except Exception as err:
-            message = user_message(err)
+            # a held error came first: what failed after it (a sweep launched with the launcher
+            # settings a Hydra callback refused) failed because of it
+            message = user_message(_held.pop() if _held else err)
             if message is None or os.environ[_TRACEBACKS] == "1":
                 raise
         finally:
@@ -181,7 +183,8 @@ _held: list[BaseException] = []
 def hold(err: BaseException) -> None:
     """Keep a single run's error for :func:`entry_point` to raise once Hydra has returned: raised
     inside the job, Hydra 1.3 first writes "Error executing job with overrides: [...]" to stderr,
-    a line that says nothing the one sentence after it does not."""
+    a line that says nothing the one sentence after it does not. A Hydra callback holds its
+    refusal too: Hydra turns a callback's exception into a warning and goes on."""
     _held.append(err)
 
 

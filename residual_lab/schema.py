@@ -102,6 +102,8 @@ RANGES_BY_TARGET: dict[str, dict[str, Range]] = {
         "precision": Range(lambda v: v in PRECISIONS, "one of 32-true, 16-mixed, bf16-mixed (64-bit, 16-true, "
                                                       "bf16-true and transformer-engine are not supported)")},
     "lightning.pytorch.callbacks.*": {"every_n_train_steps": at_least(0)},
+    "hydra_plugins.hydra_joblib_launcher.*": {
+        "n_jobs": Range(lambda v: v != 0, "a number of parallel jobs >= 1, or negative (-1: one per CPU core)")},
 }
 
 
@@ -426,6 +428,17 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] | None = None,
     for rule in RULES:
         if (message := rule(values)) is not None:
             raise ConfigError(message)
+
+
+def check_ranges(node: DictConfig, path: str) -> None:
+    """A ``_target_`` node typed by someone else's dataclass (Hydra's launcher: the plugin's own)
+    against its target's :data:`RANGES_BY_TARGET`; raise a ConfigError."""
+    values = _resolve(node, path)
+    target = str(values.get("_target_", ""))
+    ranges = next((r for pattern, r in RANGES_BY_TARGET.items() if fnmatch.fnmatchcase(target, pattern)), {})
+    for key, rng in ranges.items():
+        if values.get(key) is not None and not rng.allows(values[key]):
+            raise ConfigError(f"{path}.{key} must be {rng.valid}, got {show(values[key])}")
 
 
 # --- rules between keys ---------------------------------------------------------------------------

@@ -66,3 +66,16 @@ def test_ddp_trainer_is_lightning_ddp_on_all_gpus():
     t = cfg.trainer
     assert (t._target_, t.strategy, t.devices, t.accelerator, t.max_steps) == (
         "lightning.pytorch.Trainer", "ddp", "auto", "gpu", 64000)
+
+
+def test_a_sweep_with_no_parallel_jobs_is_refused_before_any_job(capsys, monkeypatch, tmp_path):
+    """joblib's ``n_jobs=0`` ended the sweep in a traceback ("n_jobs == 0 in Parallel has no meaning")."""
+    from tests.helpers import run_cli
+
+    code, output = run_cli(capsys, monkeypatch, "-m", "experiment=smoke", "hydra/launcher=joblib",
+                           "hydra.launcher.n_jobs=0", "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                           run_dir=tmp_path / "unused")
+    assert code == 2 and "Traceback" not in output
+    assert output.rstrip().splitlines()[-1] == ("residual_lab: hydra.launcher.n_jobs must be a number of parallel "
+                                                "jobs >= 1, or negative (-1: one per CPU core), got 0")
+    assert not list((tmp_path / "sweep").glob("*/summary.json"))
