@@ -181,6 +181,10 @@ class SweepDirectory(Callback):
             check_ranges(config.hydra.launcher, "hydra.launcher")
         except ConfigError as err:
             hold(UserFacingError(str(err)))
+        if str(config.hydra.launcher.get("_target_", "")).endswith(".SlurmLauncher") and not shutil.which("srun"):
+            hold(UserFacingError("hydra/launcher=slurm submits each job with SLURM, but this machine has no srun on "
+                                 "its PATH; launch the sweep where SLURM runs (a login node), or here with "
+                                 "hydra/launcher=joblib or hydra/launcher=submitit_local"))
         sweep_dir, sweep_failures = self._dir(config), None
         self._started = time.time()
         say(f"sweep directory {sweep_dir}")

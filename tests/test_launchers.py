@@ -79,3 +79,19 @@ def test_a_sweep_with_no_parallel_jobs_is_refused_before_any_job(capsys, monkeyp
     assert output.rstrip().splitlines()[-1] == ("residual_lab: hydra.launcher.n_jobs must be a number of parallel "
                                                 "jobs >= 1, or negative (-1: one per CPU core), got 0")
     assert not list((tmp_path / "sweep").glob("*/summary.json"))
+
+
+def test_a_slurm_sweep_on_a_machine_without_slurm_is_refused_in_one_sentence(capsys, monkeypatch, tmp_path):
+    """submitit raised "Could not detect "srun", are you indeed on a slurm cluster?" as a traceback, exit 1."""
+    import shutil
+
+    from tests.helpers import run_cli
+
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None if name == "srun" else "/usr/bin/" + name)
+    code, output = run_cli(capsys, monkeypatch, "-m", "experiment=smoke", "hydra/launcher=slurm", "seed=0",
+                           f"hydra.sweep.dir={tmp_path / 'sweep'}", run_dir=tmp_path / "unused")
+    assert code == 2 and "Traceback" not in output
+    assert output.rstrip().splitlines()[-1] == (
+        "residual_lab: hydra/launcher=slurm submits each job with SLURM, but this machine has no srun on its "
+        "PATH; launch the sweep where SLURM runs (a login node), or here with hydra/launcher=joblib or "
+        "hydra/launcher=submitit_local")
