@@ -67,7 +67,10 @@ VARIANT_LABELS = {
     "no_diagnostics": "(c) residual_lab: diagnostics off",
 }
 
-KNOWN_VARIANTS = Range(lambda v: len(v) > 0 and set(v) <= set(VARIANT_LABELS), f"a list of {', '.join(VARIANT_LABELS)}")
+#: ``bench.variants``: at least one, each of :data:`VARIANT_LABELS` (a module constant: a lambda
+#: written inside an annotation would not see module names when typing resolves it).
+KNOWN_VARIANTS = Range(lambda v: len(v) > 0 and set(v) <= set(VARIANT_LABELS),
+                       f"a list of {', '.join(VARIANT_LABELS)}")
 
 
 @dataclass

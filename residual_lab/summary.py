@@ -316,7 +316,8 @@ def summary_line(summary: dict[str, Any]) -> str:
                        if summary.get(key) is not None)
     epochs_done = f" ({summary['epochs']:.2f} epochs)" if summary.get("epochs") is not None else ""
     # what ran where the config asked otherwise (ran_fields' ``requested``), as the record says it
-    ran = ", ".join(f"{key} {summary.get(key)} (asked: {asked})" for key, asked in (summary.get("requested") or {}).items())
+    ran = ", ".join(f"{key} {summary.get(key)} (asked: {asked})"
+                    for key, asked in (summary.get("requested") or {}).items())
     return (f"{summary.get('run_name')} {summary['status']} after {summary.get('steps')} steps{epochs_done}: "
             f"{errors or 'no errors measured'}" + (f"; ran as {ran}" if ran else ""))
 
