@@ -23,6 +23,7 @@ from residual_lab.run_dir import (DirectoryTaken, RunLock, claim_run_dir, forget
                                   made_by_this_launch)
 from residual_lab.summary import config_fields, write_summary
 from residual_lab.sweep import claim_sweep_job, resume_checkpoint
+from residual_lab.validation import validate_config
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,11 @@ class Launch:
             action, previous = claim_sweep_job(cfg, held, self.owner)
             action = "resume" if action == "resume" else "skip" if action == "skip" else "run"
         elif self.owner:
-            claim_run_dir(Path(cfg.paths.output_dir), held)
+            try:
+                claim_run_dir(Path(cfg.paths.output_dir), held)
+            except DirectoryTaken:  # its .hydra/ restored: a bad value is what to fix first, so say that
+                validate_config(cfg)
+                raise
         self.claimed = True
         return cfg, action, previous
 

@@ -33,7 +33,10 @@ def validate_config(cfg: DictConfig, nodes: Mapping[str, type] | None = None) ->
 
 def _raised_by_a_resolver(err: BaseException | None) -> UserFacingError | None:
     """The UserFacingError a resolver raised (``num_classes_of`` on a missing image folder),
-    under OmegaConf's wrapping: its own sentence says more than "cannot be resolved"."""
+    under OmegaConf's wrapping: its own sentence says more than "cannot be resolved". Only a
+    ConfigError's cause is searched (``schema._resolve`` raises it ``from`` the resolver's
+    failure): the error being handled when the config was checked is not the config's."""
+    err = err.__cause__ if err is not None else None
     for _ in range(20):  # a chain, not a loop
         if err is None or isinstance(err, UserFacingError):
             return err

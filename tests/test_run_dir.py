@@ -51,6 +51,22 @@ def test_a_second_run_into_a_run_directory_is_refused_and_the_first_run_is_kept(
     assert not (run / "run.lock").exists()
 
 
+def test_a_bad_value_into_a_taken_run_directory_names_the_value_first(tmp_path, capsys, monkeypatch):
+    """The typo is what the person fixes first; "already holds a run" hid it until the next try.
+    The earlier run is kept as when the directory alone is the problem."""
+    run = tmp_path / "run"
+    code, output = run_cli(capsys, monkeypatch, *FAST, "seed=0", run_dir=run)
+    assert code == 0, output[-2000:]
+    first = (run / "summary.json").read_bytes()
+
+    code, output = run_cli(capsys, monkeypatch, *FAST, "seed=-1", run_dir=run)
+    assert code == 2 and "Traceback" not in output
+    assert output.rstrip().splitlines()[-1] == ("residual_lab: seed must be from 0 to 4294967295 (the seeds numpy "
+                                                "accepts), got -1")
+    assert (run / "summary.json").read_bytes() == first
+    assert OmegaConf.load(run / ".hydra" / "config.yaml").seed == 0  # the run's own .hydra/ is back
+
+
 def test_a_run_directory_in_use_is_refused(tmp_path, capsys, monkeypatch):
     from residual_lab.run_dir import RunLock
 
