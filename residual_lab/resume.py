@@ -31,6 +31,9 @@ def load_run_config(run_dir: str | Path, overrides: list[str], same_experiment: 
     command that continues no experiment (``evaluate`` scores the net, its data perhaps elsewhere)."""
     run_dir = Path(run_dir).expanduser().resolve()
     cfg = _saved_config(run_dir)
+    if same_experiment and "bench" in cfg:  # its checkpoints are timing windows, not a run's progress
+        raise UserFacingError(f"resume={run_dir} is a bench's directory (python -m residual_lab.bench), not a "
+                              f"run's: its checkpoints are the bench's timing windows, not a run to continue")
     planned_steps = cfg.trainer.max_steps
     for override in OverridesParser.create().parse_overrides(overrides):
         if same_experiment:

@@ -225,3 +225,25 @@ def test_a_bench_setting_no_measurement_can_use_is_refused_before_any_window(tmp
         bench.benchmark(cfg)
     assert str(err.value) == message
     assert not (tmp_path / "b.json").exists()
+
+
+def test_a_bench_directory_is_not_a_run_to_resume_or_report(tmp_path):
+    """A bench leaves .hydra/ and the checkpoints of its windows: ``run resume=<bench dir>`` went on
+    training from a window's checkpoint as if it were a run, and ``report`` listed the directory
+    as an incomplete run."""
+    from residual_lab.errors import UserFacingError
+    from residual_lab.results import find_runs
+    from residual_lab.run import load_run_config
+
+    bench_dir = tmp_path / "bench"
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("bench", overrides=[*TINY, f"paths.output_dir={bench_dir}"])
+    (bench_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, bench_dir / ".hydra" / "config.yaml")
+    (bench_dir / "checkpoints").mkdir()
+    (bench_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+    with pytest.raises(UserFacingError) as err:
+        load_run_config(bench_dir, [])
+    assert str(err.value) == (f"resume={bench_dir} is a bench's directory (python -m residual_lab.bench), not a "
+                              f"run's: its checkpoints are the bench's timing windows, not a run to continue")
+    assert find_runs(tmp_path) == []

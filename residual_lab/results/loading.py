@@ -134,10 +134,13 @@ class Run:
 
 
 def _is_run_dir(path: Path) -> bool:
-    """A training run's directory: summary.json, or a saved config that is not an analysis'."""
+    """A training run's directory: summary.json, or a saved config that is not an analysis' or a
+    bench's (whose saved config has its ``bench`` node, and whose checkpoints are timing windows)."""
     if (path / SUMMARY_FILE).is_file():
         return True
-    return (path / ".hydra" / "config.yaml").is_file() and not is_analysis_dir(path)
+    config = path / ".hydra" / "config.yaml"
+    return config.is_file() and not is_analysis_dir(path) and not any(
+        line.startswith("bench:") for line in config.read_text().splitlines())
 
 
 def _config_fields(path: Path) -> dict[str, Any]:
