@@ -196,3 +196,15 @@ def test_a_converted_top_level_value_reaches_the_keys_that_interpolate_it(make_c
     cfg = make_cfg("deterministic=2")
     check_config(cfg, overrides=[])
     assert cfg.deterministic is True and cfg.trainer.deterministic is True
+
+
+@pytest.mark.parametrize("args,message", [
+    (["init=fixup"], "unknown config key 'init' (set to 'fixup'); did you mean 'model.init'?"),
+    (["lr=0.05"], "unknown config key 'lr' (set to 0.05); did you mean 'optimizer.lr'?"),
+    (["max_steps=500"], "unknown config key 'max_steps' (set to 500); did you mean 'trainer.max_steps'?"),
+])
+def test_a_top_level_key_that_lives_one_node_down_is_named_there(capsys, monkeypatch, tmp_path, args, message):
+    """``init=fixup`` listed the 25 top-level keys; the key is ``model.init``."""
+    code, output = run_cli(capsys, monkeypatch, "experiment=smoke", *args, run_dir=tmp_path)
+    assert code == 2
+    assert f"\nresidual_lab: {message}\n" in output
