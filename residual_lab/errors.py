@@ -67,14 +67,11 @@ def composition_message(err: Exception) -> str | None:
             return (f"'{cause.full_key}' is not in the config, but {target} takes it: "
                     f"add it with +{cause.full_key}={schema.show(parsed)}")
         candidates = [c for c in dict.fromkeys([*parent.keys(), *takes]) if c not in schema.HYDRA_KEYS]
-        name = cause.full_key
-        if "." not in name and not schema.closest(name, candidates) and OmegaConf.is_dict(parent):
-            # `init=fixup`: a top-level key that lives one node down (model.init) is named there
-            tree = OmegaConf.to_container(parent, resolve=False)
-            below = [f"'{key}.{name}'" for key, node in tree.items() if isinstance(node, dict) and name in node]
-            if below:
-                return f"unknown config key '{name}' (set to {schema.show(parsed)}); did you mean {' or '.join(below)}?"
-        return schema.unknown_key_message(cause.full_key, parsed, candidates, "" if candidates else target or "")
+        # `init=fixup`: a top-level key that lives one node down (model.init) is named there
+        below = schema.one_node_down(cause.full_key, OmegaConf.to_container(parent, resolve=False)) \
+            if "." not in cause.full_key and OmegaConf.is_dict(parent) else []
+        return schema.unknown_key_message(cause.full_key, parsed, candidates, "" if candidates else target or "",
+                                          below=below)
     if isinstance(cause, ValidationError):
         key = cause.full_key
         merged = re.search(r"Error merging override (\S+?)=(.*)$", text, re.M)

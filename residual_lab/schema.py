@@ -290,13 +290,23 @@ def closest(name: str, candidates: Sequence[str]) -> str | None:
     return found[0] if found else None
 
 
-def unknown_key_message(key: str, value: Any, candidates: Sequence[str], owner: str = "") -> str:
-    """``unknown config key 'detph' (set to 56); did you mean 'depth'?``"""
+def one_node_down(name: str, tree: Any) -> list[str]:
+    """The keys called ``name`` one node below the top of ``tree`` (a plain dict): ``model.init``
+    for ``init``, ``optimizer.lr`` for ``lr``."""
+    return [f"{key}.{name}" for key, node in (tree or {}).items() if isinstance(node, dict) and name in node]
+
+
+def unknown_key_message(key: str, value: Any, candidates: Sequence[str], owner: str = "",
+                        below: Sequence[str] = ()) -> str:
+    """``unknown config key 'detph' (set to 56); did you mean 'depth'?``; ``below``: keys of that
+    name one node down (:func:`one_node_down`), suggested when no candidate is near."""
     prefix, _, name = key.rpartition(".")
     near = closest(name, candidates)
     where = f": {owner} takes no '{name}'" if owner else ""
     if near:
         hint = f"did you mean '{prefix + '.' if prefix else ''}{near}'?"
+    elif below:
+        hint = f"did you mean {' or '.join(repr(b) for b in below)}?"
     elif not candidates:
         hint = f"no key can be set under {prefix}"
     else:
@@ -389,8 +399,9 @@ def _target_nodes(values: Any, prefix: str = ""):
             yield from _target_nodes(value, f"{prefix}[{i}]")
 
 
-def check_overrides(overrides: Sequence[str]) -> None:
-    """Refuse ``+detph=56``: Hydra adds a top-level key nothing reads (and suggests it for ``detph=56``)."""
+def check_overrides(overrides: Sequence[str], tree: Any = None) -> None:
+    """Refuse ``+detph=56``: Hydra adds a top-level key nothing reads (and suggests it for ``detph=56``).
+    ``tree``: the config as a plain dict, to name a key one node down (``+init=fixup``: model.init)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     known = [f.name for f in dataclasses.fields(RunSchema)]
@@ -398,7 +409,7 @@ def check_overrides(overrides: Sequence[str]) -> None:
         key = override.key_or_group
         if (override.is_add() or override.is_force_add()) and override.package is None \
                 and "/" not in key and "." not in key and key not in known:
-            raise ConfigError(unknown_key_message(key, override.value(), known))
+            raise ConfigError(unknown_key_message(key, override.value(), known, below=one_node_down(key, tree)))
 
 
 def _hydra_overrides() -> list[str]:
@@ -415,7 +426,7 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] | None = None,
         overrides: the command line's (default: the running Hydra app's), to refuse ``+`` keys.
         nodes: dataclasses of the keys of nodes no target speaks for (an analysis' probe options).
     """
-    check_overrides(_hydra_overrides() if overrides is None else overrides)
+    check_overrides(_hydra_overrides() if overrides is None else overrides, OmegaConf.to_container(cfg, resolve=False))
     _check(schema_of(RunSchema), _resolve(cfg), cfg, "")
     values = _resolve(cfg)  # again: a top-level value converted (deterministic=2 -> true) reaches its interpolations
     for path, schema in (nodes or {}).items():

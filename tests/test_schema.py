@@ -202,6 +202,7 @@ def test_a_converted_top_level_value_reaches_the_keys_that_interpolate_it(make_c
     (["init=fixup"], "unknown config key 'init' (set to 'fixup'); did you mean 'model.init'?"),
     (["lr=0.05"], "unknown config key 'lr' (set to 0.05); did you mean 'optimizer.lr'?"),
     (["max_steps=500"], "unknown config key 'max_steps' (set to 500); did you mean 'trainer.max_steps'?"),
+    (["+init=fixup"], "unknown config key 'init' (set to 'fixup'); did you mean 'model.init'?"),
 ])
 def test_a_top_level_key_that_lives_one_node_down_is_named_there(capsys, monkeypatch, tmp_path, args, message):
     """``init=fixup`` listed the 25 top-level keys; the key is ``model.init``."""
