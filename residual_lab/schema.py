@@ -210,9 +210,7 @@ def schema_of(obj: Callable, target: str = "") -> type | None:
                                       obj.__init__ if inspect.isclass(obj) else obj, include_extras=True)
     except Exception:  # an annotation that does not resolve: names are still checked
         hints = {}
-    names = (target, f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}")
-    ranges = next((r for pattern, r in RANGES_BY_TARGET.items()
-                   if any(fnmatch.fnmatchcase(n, pattern) for n in names)), {})
+    ranges = ranges_of(target, f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}")
     fields, open_ = [], getattr(obj, "OPEN", False)
     for name, p in sig.parameters.items():
         if p.kind == p.VAR_KEYWORD:
@@ -230,6 +228,12 @@ def schema_of(obj: Callable, target: str = "") -> type | None:
     schema = dataclasses.make_dataclass(f"{getattr(obj, '__name__', 'Target')}Schema", fields)
     schema.OPEN = open_
     return schema
+
+
+def ranges_of(*names: str) -> dict[str, Range]:
+    """:data:`RANGES_BY_TARGET`'s ranges for the first pattern any of a target's ``names`` matches."""
+    return next((r for pattern, r in RANGES_BY_TARGET.items()
+                 if any(fnmatch.fnmatchcase(n, pattern) for n in names)), {})
 
 
 def target_schema(target: str) -> type | None:
@@ -399,9 +403,9 @@ def _target_nodes(values: Any, prefix: str = ""):
             yield from _target_nodes(value, f"{prefix}[{i}]")
 
 
-def check_overrides(overrides: Sequence[str], tree: Any = None) -> None:
+def check_overrides(overrides: Sequence[str], cfg: DictConfig | None = None) -> None:
     """Refuse ``+detph=56``: Hydra adds a top-level key nothing reads (and suggests it for ``detph=56``).
-    ``tree``: the config as a plain dict, to name a key one node down (``+init=fixup``: model.init)."""
+    ``cfg``: the composed config, to name a key one node down (``+init=fixup``: model.init)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     known = [f.name for f in dataclasses.fields(RunSchema)]
@@ -409,6 +413,7 @@ def check_overrides(overrides: Sequence[str], tree: Any = None) -> None:
         key = override.key_or_group
         if (override.is_add() or override.is_force_add()) and override.package is None \
                 and "/" not in key and "." not in key and key not in known:
+            tree = OmegaConf.to_container(cfg, resolve=False) if cfg is not None else None
             raise ConfigError(unknown_key_message(key, override.value(), known, below=one_node_down(key, tree)))
 
 
@@ -426,7 +431,7 @@ def check_config(cfg: DictConfig, overrides: Sequence[str] | None = None,
         overrides: the command line's (default: the running Hydra app's), to refuse ``+`` keys.
         nodes: dataclasses of the keys of nodes no target speaks for (an analysis' probe options).
     """
-    check_overrides(_hydra_overrides() if overrides is None else overrides, OmegaConf.to_container(cfg, resolve=False))
+    check_overrides(_hydra_overrides() if overrides is None else overrides, cfg)
     _check(schema_of(RunSchema), _resolve(cfg), cfg, "")
     values = _resolve(cfg)  # again: a top-level value converted (deterministic=2 -> true) reaches its interpolations
     for path, schema in (nodes or {}).items():
@@ -445,9 +450,7 @@ def check_ranges(node: DictConfig, path: str) -> None:
     """A ``_target_`` node typed by someone else's dataclass (Hydra's launcher: the plugin's own)
     against its target's :data:`RANGES_BY_TARGET`; raise a ConfigError."""
     values = _resolve(node, path)
-    target = str(values.get("_target_", ""))
-    ranges = next((r for pattern, r in RANGES_BY_TARGET.items() if fnmatch.fnmatchcase(target, pattern)), {})
-    for key, rng in ranges.items():
+    for key, rng in ranges_of(str(values.get("_target_", ""))).items():
         if values.get(key) is not None and not rng.allows(values[key]):
             raise ConfigError(f"{path}.{key} must be {rng.valid}, got {show(values[key])}")
 

@@ -26,12 +26,18 @@ from residual_lab.summary import SUMMARY_FILE
 _SKIP = {"tensorboard", "checkpoints", ".hydra"}
 
 
-def is_analysis_dir(path: Path) -> bool:
-    """True for a ``residual_lab.analyze`` output directory (its saved config has the ``analyze`` node)."""
+def saved_config_has_node(path: Path, node: str) -> bool:
+    """True when ``path/.hydra/config.yaml`` has the top-level ``node``: ``analyze`` for an
+    analysis' output directory, ``bench`` for a bench's (read as text: no resolvers needed)."""
     cfg = path / ".hydra" / "config.yaml"
     if not cfg.is_file():
         return False
-    return any(line.startswith("analyze:") for line in cfg.read_text().splitlines())
+    return any(line.startswith(f"{node}:") for line in cfg.read_text().splitlines())
+
+
+def is_analysis_dir(path: Path) -> bool:
+    """True for a ``residual_lab.analyze`` output directory (its saved config has the ``analyze`` node)."""
+    return saved_config_has_node(path, "analyze")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 from omegaconf import OmegaConf
 
 import residual_lab  # noqa: F401  (registers the resolvers run_name needs)
-from residual_lab.results.analyses import is_analysis_dir
+from residual_lab.results.analyses import is_analysis_dir, saved_config_has_node
 from residual_lab.summary import SUMMARY_FILE, upgrade
 from residual_lab.summary_repair import read_summary, rebuild_summary
 from residual_lab.tensorboard_events import event_dirs, natural_key, read_event_scalars
@@ -138,9 +138,8 @@ def _is_run_dir(path: Path) -> bool:
     bench's (whose saved config has its ``bench`` node, and whose checkpoints are timing windows)."""
     if (path / SUMMARY_FILE).is_file():
         return True
-    config = path / ".hydra" / "config.yaml"
-    return config.is_file() and not is_analysis_dir(path) and not any(
-        line.startswith("bench:") for line in config.read_text().splitlines())
+    return (path / ".hydra" / "config.yaml").is_file() and not is_analysis_dir(path) \
+        and not saved_config_has_node(path, "bench")
 
 
 def _config_fields(path: Path) -> dict[str, Any]:
